@@ -1,0 +1,132 @@
+"""``fomm-kp train``, ``fomm-kp track`` and ``fomm-kp demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fomm_kp.cli.app import app
+from fomm_kp.errors import FommError
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def _parse_box(text: Optional[str]) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'") from None
+    if len(values) != 4:
+        raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'")
+    return values
+
+
+def train_with_progress(video: Path, out: Path, **kwargs):
+    """Run :func:`fomm_kp.train` under a rich progress bar showing loss and ETA."""
+    from fomm_kp import api
+
+    with _progress() as bar:
+        task = bar.add_task("training", total=None, info="preparing frames")
+
+        def on_step(p) -> None:
+            total = p.total_steps
+            if p.time_limit > 0 and p.step > 0:
+                # With a time limit the finishing step is estimated from the pace so far.
+                total = min(total, max(p.step, int(p.step * p.time_limit / max(p.elapsed, 1e-6))))
+            bar.update(task, completed=p.step, total=total,
+                       info=f"loss {p.losses.get('total', float('nan')):.4f} (rec {p.losses.get('reconstruction', float('nan')):.4f})")
+
+        return api.train(video, out, progress=on_step, **kwargs)
+
+
+def track_with_progress(video: Path, model, **kwargs):
+    from fomm_kp import api
+
+    with _progress() as bar:
+        task = bar.add_task("tracking", total=None, info="")
+
+        def on_batch(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return api.track(video, model, progress=on_batch, **kwargs)
+
+
+@app.command()
+def train(
+    video: Path = typer.Argument(..., help="The video to learn from (mp4/avi/mov/gif or a folder of images)."),
+    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, gpu, tiny."),
+    steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
+    minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
+    crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
+    resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
+) -> None:
+    """Train a keypoint detector on one video, self-supervised (no labels)."""
+    if not video.exists():
+        raise FommError(f"video not found: {video}")
+    model = train_with_progress(video, out, config=None if resume else config, steps=steps, minutes=minutes,
+                                crop=_parse_box(crop), resume=resume, seed=seed, device=device)
+    console.print(f"trained {model.step} steps -> {out / 'checkpoint.pt'} (preview: {out / 'preview.png'})")
+
+
+@app.command()
+def track(
+    video: Path = typer.Argument(..., help="Video to track."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train."),
+    out: Path = typer.Option(Path("tracks.npz"), "--out", "-o", help="Tracks file: .npz, .csv (DeepLabCut), .slp or .nwb."),
+    overlay: Optional[Path] = typer.Option(None, help="Also write a video (.mp4/.gif) with keypoints and trails."),
+    csv: Optional[Path] = typer.Option(None, help="Also write DeepLabCut-style CSV with likelihood."),
+    crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels."),
+    localize: Optional[str] = typer.Option(None, help="on/off/auto: crop around the subject (default: as trained)."),
+    stride: int = typer.Option(1, min=1, help="Track every N-th frame."),
+    start: int = typer.Option(0, min=0, help="First frame."),
+    stop: Optional[int] = typer.Option(None, help="Stop before this frame."),
+    batch_size: int = typer.Option(64, min=1, help="Frames per forward pass."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
+) -> None:
+    """Track keypoints through a video with a trained detector."""
+    from fomm_kp import api
+    from fomm_kp.tracks import save_tracks
+
+    if localize not in (None, "on", "off", "auto"):
+        raise FommError(f"--localize must be on, off or auto, got '{localize}'")
+    if not video.exists():
+        raise FommError(f"video not found: {video}")
+    model = api.load_model(checkpoint, device=device)
+    tracks = track_with_progress(video, model, out=out, overlay=overlay, crop=_parse_box(crop), localize=localize,
+                                 start=start, stop=stop, stride=stride, batch_size=batch_size)
+    if csv is not None:
+        save_tracks(tracks, csv)
+    console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
+                  + (f", overlay {overlay}" if overlay else ""))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for everything the demo writes."),
+    minutes: Optional[float] = typer.Option(None, help="Training time (default: the demo's budget)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's budget)."),
+) -> None:
+    """Train on the bundled sample clip, track it and write checkpoint, tracks, overlay and preview."""
+    from fomm_kp import demo as demo_module
+
+    written = demo_module.run_demo(out, minutes=minutes, steps=steps,
+                                   train_fn=train_with_progress, track_fn=track_with_progress)
+    for name, path in written.items():
+        console.print(f"{name:>12}: {path}")

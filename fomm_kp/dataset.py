@@ -1,0 +1,125 @@
+"""Training frames of one clip and random (source, driving) pairs from them.
+
+All frames are held in memory at training resolution (a 3,000-frame clip at 128 px is ~150 MB),
+and pairs are drawn per step: there are no epochs, so no empty split and no zero-batch epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from fomm_kp.errors import FommError
+from fomm_kp.video import iter_frames, probe
+
+__all__ = ["TrainingFrames", "load_training_frames", "FramePairs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingFrames:
+    """``frames`` uint8 ``(T, S, S, 3)``; ``frame_indices`` ``(T,)``; ``boxes`` ``(T, 4)`` crops used, in pixels."""
+
+    frames: np.ndarray
+    frame_indices: np.ndarray
+    boxes: np.ndarray
+    fps: float
+    video: str
+
+
+def load_training_frames(
+    video: str | os.PathLike, size: int, max_frames: int,
+    boxes: np.ndarray | None = None, box_frame_indices: Sequence[int] | None = None,
+) -> TrainingFrames:
+    """Read up to ``max_frames`` evenly strided frames, crop each to its box (or the whole frame), resize to ``size``.
+
+    ``boxes`` ``(T, 4)`` gives per-frame crop boxes ``x0, y0, x1, y1`` for the frames in ``box_frame_indices``.
+    """
+    info = probe(video)
+    if info.num_frames < 2:
+        raise FommError(f"{video} has {info.num_frames} frame(s): training needs at least 2")
+    stride = max(1, int(np.ceil(info.num_frames / max_frames)))
+    lookup = None
+    if boxes is not None:
+        if box_frame_indices is None or len(box_frame_indices) != len(boxes):
+            raise FommError("boxes and box_frame_indices must have the same length")
+        lookup = {int(f): np.asarray(b, dtype=np.float64) for f, b in zip(box_frame_indices, boxes)}
+    whole = np.array([0, 0, info.width, info.height], dtype=np.float64)
+    frames, indices, used = [], [], []
+    if lookup is None:
+        for index, frame in iter_frames(video, stride=stride, size=size):
+            frames.append(frame)
+            indices.append(index)
+            used.append(whole)
+    else:
+        from fomm_kp.video import crop_frame, resize_frame
+
+        for index, frame in iter_frames(video, stride=stride):
+            box = lookup.get(index)
+            if box is None:
+                continue
+            frames.append(resize_frame(crop_frame(frame, box), size))
+            indices.append(index)
+            used.append(box)
+    if len(frames) < 2:
+        raise FommError(f"only {len(frames)} usable frame(s) in {video}: training needs at least 2")
+    log.info("loaded %d training frames of %s (stride %d, %d px)", len(frames), video, stride, size)
+    return TrainingFrames(np.stack(frames), np.asarray(indices, dtype=np.int64), np.stack(used), info.fps, str(video))
+
+
+class FramePairs:
+    """Draws batches of (source, driving) pairs ``(B, 3, S, S)`` float in [0, 1] with augmentation.
+
+    The gap between the two frames is drawn from ``[min_gap, max_gap]`` original frames (converted
+    to the stride of the stored frames, at least 1), both directions equally likely. Augmentation
+    is the same for both frames of a pair: horizontal flip and brightness/contrast jitter.
+    """
+
+    def __init__(
+        self, data: TrainingFrames, min_gap: int, max_gap: int, flip: bool, color_jitter: float, seed: int = 0,
+    ) -> None:
+        self.frames = torch.from_numpy(data.frames)  # uint8 (T, S, S, 3)
+        count = len(self.frames)
+        stride = int(np.median(np.diff(data.frame_indices))) if count > 1 else 1
+        self.min_gap = max(1, int(round(min_gap / stride)))
+        self.max_gap = max(self.min_gap, min(count - 1, int(round(max_gap / stride))))
+        self.min_gap = min(self.min_gap, self.max_gap)
+        self.flip = flip
+        self.color_jitter = color_jitter
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        count = len(self.frames)
+        gaps = self.rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
+        signs = self.rng.choice([-1, 1], size=batch_size)
+        first = self.rng.integers(0, count, size=batch_size)
+        second = first + signs * gaps
+        # Reflect the partner back into range instead of rejecting: every draw is valid.
+        second = np.where(second < 0, first + gaps, second)
+        second = np.where(second >= count, first - gaps, second)
+        return first, np.clip(second, 0, count - 1)
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        first, second = self.sample_indices(batch_size)
+        source = self.frames[first].permute(0, 3, 1, 2).float() / 255
+        driving = self.frames[second].permute(0, 3, 1, 2).float() / 255
+        if self.flip:
+            flips = torch.from_numpy(self.rng.random(batch_size) < 0.5)
+            source[flips] = source[flips].flip(-1)
+            driving[flips] = driving[flips].flip(-1)
+        if self.color_jitter > 0:
+            j = self.color_jitter
+            brightness = torch.from_numpy(self.rng.uniform(-j, j, size=(batch_size, 1, 1, 1))).float()
+            contrast = torch.from_numpy(self.rng.uniform(1 - j, 1 + j, size=(batch_size, 1, 1, 1))).float()
+            source = ((source - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
+            driving = ((driving - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
+        return source, driving

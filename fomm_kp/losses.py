@@ -1,0 +1,136 @@
+"""Self-supervised losses: weight-free reconstruction pyramid (L1 + SSIM, motion-weighted),
+optional VGG-19 perceptual loss from local weights, and keypoint/jacobian equivariance."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fomm_kp.errors import FommError
+from fomm_kp.geometry import RandomWarp, inverse_2x2
+from fomm_kp.models.keypoint_detector import KeypointOutput
+
+__all__ = ["ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "VGG19Perceptual"]
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM of ``(B, C, H, W)`` images in [0, 1] over 3×3 windows, ``(B, C, H, W)``."""
+    c1, c2 = 0.01**2, 0.03**2
+    pad = (1, 1, 1, 1)
+    x, y = F.pad(x, pad, mode="reflect"), F.pad(y, pad, mode="reflect")
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    var_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
+    var_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
+    cov = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    return num / den
+
+
+def motion_weights(source: torch.Tensor, driving: torch.Tensor, strength: float) -> torch.Tensor:
+    """``(B, 1, H, W)`` weights ``1 + strength · d / max(d)`` where d is the blurred frame difference.
+
+    Pixels that change between the two frames (where the subject moved) weigh up to
+    ``1 + strength`` times more than still ones, so the keypoints are pulled to what moves.
+    """
+    if strength <= 0:
+        return torch.ones_like(source[:, :1])
+    diff = (driving - source).abs().mean(dim=1, keepdim=True)
+    diff = F.avg_pool2d(diff, 5, stride=1, padding=2, count_include_pad=False)
+    peak = diff.amax(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    return 1 + strength * diff / peak
+
+
+def _resize(images: torch.Tensor, scale: float) -> torch.Tensor:
+    if scale == 1.0:
+        return images
+    return F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False, antialias=True)
+
+
+def reconstruction_loss(
+    prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+    scales: tuple[float, ...], l1: float, ssim: float,
+) -> torch.Tensor:
+    """Weighted L1 + (1 − SSIM)/2 summed over an image pyramid."""
+    total = prediction.new_zeros(())
+    for scale in scales:
+        p, t, w = _resize(prediction, scale), _resize(target, scale), _resize(weights, scale)
+        norm = w.mean()
+        if l1 > 0:
+            total = total + l1 * (w * (p - t).abs()).mean() / norm
+        if ssim > 0 and min(p.shape[-2:]) >= 4:
+            total = total + ssim * (w * (1 - ssim_map(p, t)).clamp(0, 2) / 2).mean() / norm
+    return total
+
+
+def equivariance_losses(
+    detector: nn.Module, driving: torch.Tensor, kp_driving: KeypointOutput,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FOMM's equivariance: detect on a randomly warped frame and map back through the warp.
+
+    Returns ``(value_loss, jacobian_loss)``: L1 between the keypoints of the frame and the warped-back
+    keypoints of the warped frame, and L1 between ``J_d⁻¹ · (∂T · J_t)`` and the identity.
+    """
+    warp = RandomWarp(driving.shape[0], device=driving.device, generator=generator)
+    warped = warp.warp_images(driving)
+    kp_warped: KeypointOutput = detector(warped)
+    mapped = warp.warp_coordinates(kp_warped.keypoints)
+    value = (kp_driving.keypoints - mapped).abs().mean()
+    transform_jacobian = warp.jacobian(kp_warped.keypoints)
+    product = inverse_2x2(kp_driving.jacobians) @ (transform_jacobian @ kp_warped.jacobians)
+    eye = torch.eye(2, device=driving.device, dtype=product.dtype)
+    jacobian = (eye - product).abs().mean()
+    return value, jacobian
+
+
+_VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
+_VGG19_TAPS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's indexing
+
+
+class VGG19Perceptual(nn.Module):
+    """Perceptual loss on VGG-19 features, with weights read from a local torchvision-layout file.
+
+    No weights are downloaded: pass the path of ``vgg19-dcbb9e9d.pth`` (or any state dict whose keys
+    are ``features.<i>.weight/bias``). The network is frozen.
+    """
+
+    def __init__(self, weights_path: str | os.PathLike) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for item in _VGG19_LAYOUT:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU()]
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        if not os.path.isfile(weights_path):
+            raise FommError(
+                f"VGG-19 weights not found at {weights_path}: place torchvision's vgg19 .pth file there "
+                "(nothing is downloaded), or set loss.perceptual to 0"
+            )
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        try:
+            self.features.load_state_dict(features, strict=False)
+        except RuntimeError as exc:
+            raise FommError(f"{weights_path} does not hold VGG-19 weights: {str(exc).splitlines()[0]}") from None
+        self.requires_grad_(False)
+        self.eval()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = (prediction - self.mean) / self.std
+        y = (target - self.mean) / self.std
+        total = prediction.new_zeros(())
+        for i, layer in enumerate(self.features[: _VGG19_TAPS[-1] + 1]):
+            x, y = layer(x), layer(y)
+            if i in _VGG19_TAPS:
+                total = total + (x - y.detach()).abs().mean()
+        return total

@@ -1,0 +1,53 @@
+"""The whole First Order Motion Model: detector + background motion + dense motion + generator."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from fomm_kp.config import ModelConfig
+from fomm_kp.models.dense_motion import BackgroundMotion, DenseMotionNetwork, MotionOutput
+from fomm_kp.models.generator import Generator
+from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointOutput
+
+__all__ = ["FOMM", "Reconstruction"]
+
+
+class Reconstruction(NamedTuple):
+    prediction: torch.Tensor  # (B, C, H, W)
+    deformed: torch.Tensor  # (B, C, H, W) source warped by the flow alone
+    kp_source: KeypointOutput
+    kp_driving: KeypointOutput
+    motion: MotionOutput
+    background: torch.Tensor | None  # (B, 2, 3) global affine, or None
+
+
+class FOMM(nn.Module):
+    """Reconstructs the driving frame from the source frame through keypoints and local affines."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.num_channels
+        self.detector = KeypointDetector(config.detector, c)
+        self.dense_motion = DenseMotionNetwork(config.dense_motion, config.detector.num_keypoints, c)
+        self.background = BackgroundMotion(c, width=config.dense_motion.block_expansion, size=config.dense_motion.input_size) if config.dense_motion.background_motion else None
+        self.generator = Generator(config.generator, c)
+
+    def animate(
+        self, source: torch.Tensor, kp_source: KeypointOutput, kp_driving: KeypointOutput,
+        background: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, MotionOutput]:
+        """Render ``source`` moved from ``kp_source`` to ``kp_driving`` → (prediction, deformed, motion)."""
+        motion = self.dense_motion(source, kp_source, kp_driving, background)
+        out = self.generator(source, motion.flow, motion.occlusion)
+        return out.prediction, out.deformed, motion
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> Reconstruction:
+        kp_source = self.detector(source)
+        kp_driving = self.detector(driving)
+        background = self.background(source, driving) if self.background is not None else None
+        prediction, deformed, motion = self.animate(source, kp_source, kp_driving, background)
+        return Reconstruction(prediction, deformed, kp_source, kp_driving, motion, background)

@@ -1,0 +1,57 @@
+"""Occlusion-aware generator: encode the source, warp its features by the dense flow, decode."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fomm_kp.config import GeneratorConfig
+from fomm_kp.models.blocks import ConvBlock, DownBlock, ResBlock, UpBlock
+
+__all__ = ["Generator", "GeneratorOutput", "warp"]
+
+
+class GeneratorOutput(NamedTuple):
+    prediction: torch.Tensor  # (B, C, H, W) in [0, 1]
+    deformed: torch.Tensor  # (B, C, H, W): the source warped by the flow alone
+
+
+def warp(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``images`` (B, C, H, W) at ``flow`` (B, h, w, 2), resizing the flow to H × W first."""
+    h, w = images.shape[-2:]
+    if flow.shape[1] != h or flow.shape[2] != w:
+        flow = F.interpolate(flow.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False)
+        flow = flow.permute(0, 2, 3, 1)
+    return F.grid_sample(images, flow.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class Generator(nn.Module):
+    def __init__(self, config: GeneratorConfig, num_channels: int = 3) -> None:
+        super().__init__()
+        be, mf = config.block_expansion, config.max_features
+        self.first = ConvBlock(num_channels, be, kernel_size=7)
+        widths = [be] + [min(mf, be * 2 ** (i + 1)) for i in range(config.num_down_blocks)]
+        self.down = nn.ModuleList(DownBlock(widths[i], widths[i + 1]) for i in range(config.num_down_blocks))
+        self.bottleneck = nn.Sequential(*(ResBlock(widths[-1]) for _ in range(config.num_bottleneck_blocks)))
+        self.up = nn.ModuleList(
+            UpBlock(widths[i + 1], widths[i]) for i in reversed(range(config.num_down_blocks))
+        )
+        self.final = nn.Conv2d(be, num_channels, kernel_size=7, padding=3)
+
+    def forward(self, source: torch.Tensor, flow: torch.Tensor, occlusion: torch.Tensor | None) -> GeneratorOutput:
+        features = self.first(source)
+        for block in self.down:
+            features = block(features)
+        features = warp(features, flow)
+        if occlusion is not None:
+            if occlusion.shape[-2:] != features.shape[-2:]:
+                occlusion = F.interpolate(occlusion, size=features.shape[-2:], mode="bilinear", align_corners=False)
+            features = features * occlusion.to(features.dtype)
+        features = self.bottleneck(features)
+        for block in self.up:
+            features = block(features)
+        prediction = torch.sigmoid(self.final(features).float())
+        return GeneratorOutput(prediction, warp(source, flow))

@@ -1,0 +1,77 @@
+"""Pictures people look at: keypoints drawn on frames with trails, training previews."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+__all__ = ["keypoint_colors", "draw_keypoints", "draw_trails", "image_row"]
+
+
+def keypoint_colors(count: int) -> np.ndarray:
+    """``(count, 3)`` uint8 colours spread over the hue circle, bright and saturated."""
+    return np.array(
+        [[int(255 * c) for c in colorsys.hsv_to_rgb(i / max(count, 1), 0.9, 1.0)] for i in range(count)], dtype=np.uint8
+    )
+
+
+def _disk(frame: np.ndarray, x: float, y: float, radius: float, color: np.ndarray) -> None:
+    from skimage.draw import disk
+
+    rr, cc = disk((y, x), radius, shape=frame.shape[:2])
+    frame[rr, cc] = color
+
+
+def draw_keypoints(
+    frame: np.ndarray, points: np.ndarray, colors: np.ndarray | None = None, radius: float | None = None,
+    scores: np.ndarray | None = None, min_score: float = 0.0,
+) -> np.ndarray:
+    """A copy of uint8 ``frame`` (H, W, 3) with ``points`` (K, 2) in pixels drawn as outlined dots.
+
+    NaN points and points scoring below ``min_score`` are skipped.
+    """
+    out = frame.copy()
+    colors = keypoint_colors(len(points)) if colors is None else colors
+    radius = radius or max(2.0, min(frame.shape[:2]) / 64)
+    for k, (x, y) in enumerate(points):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        if scores is not None and scores[k] < min_score:
+            continue
+        _disk(out, x, y, radius + 1, np.array([0, 0, 0], dtype=np.uint8))
+        _disk(out, x, y, radius, colors[k])
+    return out
+
+
+def draw_trails(frame: np.ndarray, history: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
+    """Draw fading polylines of ``history`` (L, K, 2) pixel positions, oldest first, onto a copy of ``frame``."""
+    from skimage.draw import line_aa
+
+    out = frame.astype(np.float32)
+    length, k = history.shape[:2]
+    colors = keypoint_colors(k) if colors is None else colors
+    h, w = frame.shape[:2]
+    for i in range(1, length):
+        alpha = i / length
+        for j in range(k):
+            (x0, y0), (x1, y1) = history[i - 1, j], history[i, j]
+            if not np.all(np.isfinite([x0, y0, x1, y1])):
+                continue
+            rr, cc, val = line_aa(int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
+            keep = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            rr, cc, val = rr[keep], cc[keep], (val[keep] * alpha)[:, None]
+            out[rr, cc] = out[rr, cc] * (1 - val) + colors[j].astype(np.float32) * val
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def image_row(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    """Concatenate same-height uint8 images left to right with white gaps."""
+    height = images[0].shape[0]
+    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
+    parts: list[np.ndarray] = []
+    for i, image in enumerate(images):
+        if i:
+            parts.append(spacer)
+        parts.append(image)
+    return np.concatenate(parts, axis=1)
