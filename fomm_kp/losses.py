@@ -115,11 +115,17 @@ class VGG19Perceptual(nn.Module):
                 "(nothing is downloaded), or set loss.perceptual to 0"
             )
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise FommError(f"{weights_path} does not hold VGG-19 weights: expected a state dict")
         features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         try:
-            self.features.load_state_dict(features, strict=False)
+            result = self.features.load_state_dict(features, strict=False)
         except RuntimeError as exc:
             raise FommError(f"{weights_path} does not hold VGG-19 weights: {str(exc).splitlines()[0]}") from None
+        if result.missing_keys:  # a partly random VGG would be a silent fallback
+            raise FommError(
+                f"{weights_path} does not hold VGG-19 weights: features.{result.missing_keys[0]} is missing"
+            )
         self.requires_grad_(False)
         self.eval()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))

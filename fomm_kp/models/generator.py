@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fomm_kp.config import GeneratorConfig
+from fomm_kp.geometry import coordinate_grid
 from fomm_kp.models.blocks import ConvBlock, DownBlock, ResBlock, UpBlock
 
 __all__ = ["Generator", "GeneratorOutput", "warp"]
@@ -23,8 +24,11 @@ def warp(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample ``images`` (B, C, H, W) at ``flow`` (B, h, w, 2), resizing the flow to H × W first."""
     h, w = images.shape[-2:]
     if flow.shape[1] != h or flow.shape[2] != w:
-        flow = F.interpolate(flow.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False)
-        flow = flow.permute(0, 2, 3, 1)
+        # Resize the displacement, not the absolute coordinates: bilinear resizing clamps at the
+        # border, which would pull the outermost pixels of even an identity flow inwards.
+        coarse = coordinate_grid(flow.shape[1], flow.shape[2], flow.device, flow.dtype)
+        displacement = F.interpolate((flow - coarse).permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False)
+        flow = coordinate_grid(h, w, flow.device, flow.dtype) + displacement.permute(0, 2, 3, 1)
     return F.grid_sample(images, flow.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
