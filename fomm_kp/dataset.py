@@ -86,10 +86,12 @@ class FramePairs:
     ) -> None:
         self.frames = torch.from_numpy(data.frames)  # uint8 (T, S, S, 3)
         count = len(self.frames)
-        stride = int(np.median(np.diff(data.frame_indices))) if count > 1 else 1
-        self.min_gap = max(1, int(round(min_gap / stride)))
-        self.max_gap = max(self.min_gap, min(count - 1, int(round(max_gap / stride))))
-        self.min_gap = min(self.min_gap, self.max_gap)
+        if count < 2:
+            raise FommError(f"{count} training frame(s) of {data.video}: pairs need at least 2")
+        stride = int(np.median(np.diff(data.frame_indices)))
+        # Both gaps in stored frames, within [1, count - 1] so that every pair fits in the clip.
+        self.max_gap = max(1, min(count - 1, int(round(max_gap / stride))))
+        self.min_gap = min(max(1, int(round(min_gap / stride))), self.max_gap)
         self.flip = flip
         self.color_jitter = color_jitter
         self.rng = np.random.default_rng(seed)
@@ -98,15 +100,15 @@ class FramePairs:
         return len(self.frames)
 
     def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(first, second)`` stored-frame indices ``(B,)``, ``min_gap <= |second - first| <= max_gap``."""
         count = len(self.frames)
         gaps = self.rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
-        signs = self.rng.choice([-1, 1], size=batch_size)
-        first = self.rng.integers(0, count, size=batch_size)
-        second = first + signs * gaps
-        # Reflect the partner back into range instead of rejecting: every draw is valid.
-        second = np.where(second < 0, first + gaps, second)
-        second = np.where(second >= count, first - gaps, second)
-        return first, np.clip(second, 0, count - 1)
+        # The earlier frame is drawn among those that leave room for the gap (max_gap < count), so
+        # every draw is valid; then the order is flipped half the time.
+        earlier = self.rng.integers(0, count - gaps)
+        later = earlier + gaps
+        swap = self.rng.random(batch_size) < 0.5
+        return np.where(swap, later, earlier), np.where(swap, earlier, later)
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         first, second = self.sample_indices(batch_size)
