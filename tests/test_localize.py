@@ -1,0 +1,286 @@
+"""Subject localisation on synthetic video: a dark textured ellipse (with a bright marker near its
+head) moving and turning over a static textured background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fomm_kp.errors import FommError
+from fomm_kp.localize import (
+    Blob,
+    LocalizeConfig,
+    background_from_frames,
+    blob_moments,
+    boxes_for_frames,
+    boxes_for_video,
+    crop_to_frame,
+    decide,
+    decide_from_blobs,
+    estimate_background,
+    find_subject,
+    frame_to_crop,
+    mask_not_found,
+    reduce_frame,
+    smooth_centres,
+)
+from fomm_kp.video import VideoWriter, crop_frame, resize_frame
+
+H, W = 240, 320
+SEMI_MAJOR, SEMI_MINOR = 16.0, 7.0
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    texture = gaussian_filter(rng.normal(0, 1, (H, W)), 3)
+    grey = 175 + 25 * texture / np.abs(texture).max()
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _path(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (T, 2) on a Lissajous path over most of the frame, and heading angles (T,)."""
+    cx = W / 2 + 0.36 * W * np.sin(2 * np.pi * t / 150.0)
+    cy = H / 2 + 0.32 * H * np.sin(2 * np.pi * t / 90.0 + 0.5)
+    return np.stack([cx, cy], axis=1), 2 * np.pi * t / 29.0
+
+
+def synthetic_frames(num_frames: int = 40, missing: tuple[int, ...] = (), seed: int = 0):
+    """uint8 frames (T, H, W, 3), true centres (T, 2), marker points (T, 2), angles (T,)."""
+    rng = np.random.default_rng(seed)
+    background = _background(rng)
+    body_texture = rng.normal(0, 12, (H, W))
+    centres, angles = _path(np.arange(num_frames, dtype=np.float64))
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    frames, markers = [], []
+    for t in range(num_frames):
+        frame = background.copy()
+        c, a = centres[t], angles[t]
+        u = (xs - c[0]) * np.cos(a) + (ys - c[1]) * np.sin(a)
+        v = -(xs - c[0]) * np.sin(a) + (ys - c[1]) * np.cos(a)
+        marker = c + 9.0 * np.array([np.cos(a), np.sin(a)])
+        markers.append(marker)
+        if t not in missing:
+            inside = (u / SEMI_MAJOR) ** 2 + (v / SEMI_MINOR) ** 2 <= 1.0
+            frame[inside] = (40 + body_texture[inside])[:, None]
+            dot = (xs - marker[0]) ** 2 + (ys - marker[1]) ** 2 <= 2.0**2
+            frame[dot] = 250.0
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return np.stack(frames), centres, np.array(markers), angles
+
+
+def _write_video(path: Path, frames: np.ndarray) -> Path:
+    with VideoWriter(path, fps=25) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    frames, centres, markers, angles = synthetic_frames(40, missing=(20, 21, 22))
+    path = _write_video(tmp_path_factory.mktemp("loc") / "blob.mp4", frames)
+    return path, frames, centres, markers
+
+
+def test_reduce_frame_is_a_block_mean(rng):
+    frame = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
+    reduced = reduce_frame(frame, 4)
+    assert reduced.shape == (9, 12, 3)
+    expected = frame[:36, :48].astype(np.float64).reshape(9, 4, 12, 4, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(reduced, expected, atol=1e-4)
+
+
+def test_find_subject_centre_and_axis(rng):
+    frames, centres, _, angles = synthetic_frames(60)
+    config = LocalizeConfig()
+    clean = synthetic_frames(1, missing=(0,))[0][0]
+    background = background_from_frames([clean] * 3, config)
+    for t in range(0, 60, 7):
+        blob = find_subject(frames[t], background, config)
+        assert blob is not None
+        assert np.linalg.norm(blob.centre - centres[t]) < 1.5
+        axis = (blob.ends[0] - blob.ends[1]) / np.linalg.norm(blob.ends[0] - blob.ends[1])
+        assert abs(abs(axis @ np.array([np.cos(angles[t]), np.sin(angles[t])])) - 1.0) < 0.02
+        # ellipse: major length = 4 sqrt(var) = 2 × semi-major
+        assert blob.major_length == pytest.approx(2 * SEMI_MAJOR, rel=0.12)
+        assert blob.dominance > 0.9
+        moments = blob_moments(frames[t], background, config)
+        assert moments.shape == (3, 2)
+        np.testing.assert_allclose(moments[0], blob.centre, atol=1e-4)
+
+
+def test_nothing_found_without_the_subject():
+    empty = synthetic_frames(1, missing=(0,))[0][0]
+    background = background_from_frames([empty] * 3)
+    assert find_subject(empty, background) is None
+    assert np.isnan(blob_moments(empty, background)).all()
+
+
+def test_boxes_for_video_contain_the_subject_and_follow_it(video):
+    path, frames, centres, markers = video
+    config = LocalizeConfig()
+    boxes = boxes_for_video(path, config)
+    assert len(boxes) == 40 and boxes.boxes.shape == (40, 4)
+    np.testing.assert_array_equal(boxes.frame_indices, np.arange(40))
+    # found except where the subject was removed
+    assert not boxes.found[[20, 21, 22]].any()
+    assert boxes.found[[i for i in range(40) if i not in (20, 21, 22)]].all()
+    side = boxes.side
+    assert np.all(boxes.boxes[:, 2] - boxes.boxes[:, 0] == side)
+    assert np.all(boxes.boxes[:, 3] - boxes.boxes[:, 1] == side)
+    assert 2 * SEMI_MAJOR * 1.2 <= side <= 2 * SEMI_MAJOR * 2.2
+    # every box lies in the frame and contains the whole ellipse (where it is present)
+    assert boxes.boxes[:, :2].min() >= 0 and boxes.boxes[:, 2].max() <= W and boxes.boxes[:, 3].max() <= H
+    for t in np.flatnonzero(boxes.found):
+        x0, y0, x1, y1 = boxes.boxes[t]
+        c = centres[t]
+        assert x0 <= c[0] - SEMI_MAJOR and c[0] + SEMI_MAJOR <= x1, (t, boxes.boxes[t], c)
+        assert y0 <= c[1] - SEMI_MAJOR and c[1] + SEMI_MAJOR <= y1, (t, boxes.boxes[t], c)
+    # the smoothed track stays close to the truth (the path is smooth)
+    err = np.linalg.norm(boxes.centres[boxes.found] - centres[boxes.found], axis=1)
+    assert err.max() < 4.0
+    # interpolated over the gap: between its neighbours
+    assert np.all(np.isfinite(boxes.centres[20:23]))
+
+
+def test_keypoints_in_crops_map_back_to_the_frame(video):
+    """A 'detector' that finds the bright marker in each resized crop, mapped back to the frame."""
+    path, frames, centres, markers = video
+    boxes = boxes_for_video(path)
+    crop_size = 64
+    found_in_crop = []
+    for t in range(len(frames)):
+        crop = resize_frame(crop_frame(frames[t], boxes.boxes[t]), crop_size).astype(np.float64).mean(axis=2)
+        weight = np.clip(crop - 230, 0, None)
+        if weight.sum() == 0:
+            found_in_crop.append([np.nan, np.nan])
+            continue
+        ys, xs = np.mgrid[0:crop_size, 0:crop_size]
+        found_in_crop.append([(weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()])
+    points = np.asarray(found_in_crop)[:, None, :]  # (T, K=1, 2)
+    in_frame = crop_to_frame(points, boxes.boxes, crop_size)
+    ok = boxes.found
+    err = np.linalg.norm(in_frame[ok, 0] - markers[ok], axis=1)
+    assert np.nanmax(err) < 1.5
+    back = frame_to_crop(in_frame, boxes.boxes, crop_size)
+    np.testing.assert_allclose(back[ok], points[ok], atol=1e-3)
+    scores = np.ones((len(frames), 1), dtype=np.float32)
+    masked, masked_scores = mask_not_found(in_frame, scores, boxes.found)
+    assert np.isnan(masked[20:23]).all() and (masked_scores[20:23] == 0).all()
+    assert np.isfinite(masked[ok]).all()
+
+
+def test_crop_mapping_without_resize():
+    boxes = np.array([[10, 20, 74, 84]], dtype=np.float32)
+    points = np.array([[[0.0, 0.0], [63.0, 5.5], [np.nan, 1.0]]])
+    mapped = crop_to_frame(points, boxes)
+    np.testing.assert_allclose(mapped[0, :2], [[10, 20], [73, 25.5]])
+    assert np.isnan(mapped[0, 2, 0])
+    with pytest.raises(FommError):
+        crop_to_frame(points, np.zeros((2, 4)))
+
+
+def test_subject_never_present_does_not_crash(tmp_path):
+    frames, *_ = synthetic_frames(12, missing=tuple(range(12)))
+    path = _write_video(tmp_path / "empty.mp4", frames)
+    boxes = boxes_for_video(path)
+    assert not boxes.found.any()
+    assert np.all(np.isfinite(boxes.boxes))
+    assert decide(path).use is False
+
+
+def test_boxes_near_the_border_are_shifted_inside():
+    frames, centres, *_ = synthetic_frames(40)
+    background = background_from_frames(frames)
+    boxes = boxes_for_frames(frames, background, side=120)
+    assert boxes.side == 120
+    assert boxes.boxes[:, 0].min() >= 0 and boxes.boxes[:, 2].max() <= W
+    assert boxes.boxes[:, 1].min() >= 0 and boxes.boxes[:, 3].max() <= H
+    # a box larger than the frame is centred on it
+    big = boxes_for_frames(frames[:2], background, side=300)
+    np.testing.assert_allclose(big.boxes[:, 1], np.floor((H - 300) / 2))
+
+
+def test_smooth_centres_fills_gaps_and_rejects_a_jump():
+    t = np.arange(30, dtype=np.float64)
+    centres = np.stack([t * 2.0, 50 + 0 * t], axis=1)
+    found = np.ones(30, dtype=bool)
+    found[10:14] = False
+    centres[~found] = np.nan
+    centres[20] = [500.0, 500.0]  # a one-frame mis-detection
+    track = smooth_centres(centres, found, sigma=1.0)
+    assert np.all(np.isfinite(track))
+    np.testing.assert_allclose(track[10:14, 0], t[10:14] * 2.0, atol=1.0)
+    assert abs(track[20, 0] - 40.0) < 3.0 and abs(track[20, 1] - 50.0) < 3.0
+
+
+def _blob(area: float, dominance: float, length: float = 40.0) -> Blob:
+    return Blob(np.zeros(2, np.float32), area, np.eye(2, dtype=np.float32), np.zeros((2, 2), np.float32),
+                length, 100.0, dominance)
+
+
+def test_decide_rule():
+    config = LocalizeConfig()
+    small = [_blob(900, 0.98)] * 20
+    assert decide_from_blobs(small, 640, 480, config).use
+    assert not decide_from_blobs([_blob(900, 0.4)] * 20, 640, 480, config).use  # many moving parts
+    assert not decide_from_blobs([_blob(0.3 * 640 * 480, 0.99, 300)] * 20, 640, 480, config).use  # large
+    assert not decide_from_blobs(small[:5] + [None] * 15, 640, 480, config).use  # rarely found
+    none = decide_from_blobs([None] * 10, 640, 480, config)
+    assert not none.use and none.found_fraction == 0.0
+
+
+def test_decide_on_whole_frame_motion_is_off(tmp_path, rng):
+    """A texture that changes everywhere (flames, a face filling the frame) is not a small subject."""
+    from scipy.ndimage import gaussian_filter
+
+    frames = []
+    for t in range(16):
+        field = gaussian_filter(rng.normal(0, 1, (H, W)), 6)
+        frames.append(np.repeat(np.clip(128 + 900 * field, 0, 255)[:, :, None], 3, axis=2).astype(np.uint8))
+    path = _write_video(tmp_path / "whole.mp4", np.stack(frames))
+    assert not decide(path).use
+
+
+def test_decide_on_small_subject_is_on(video):
+    path, *_ = video
+    decision = decide(path)
+    assert decision.use, decision.reason
+    assert decision.found_fraction > 0.9
+
+
+def test_background_estimate_matches_static_scene(video):
+    path, frames, *_ = video
+    background = estimate_background(path, LocalizeConfig(), num_samples=20)
+    clean = reduce_frame(synthetic_frames(1, missing=(0,))[0][0], background.factor)
+    assert np.median(np.abs(background.image - clean)) < 3.0  # mp4 compression only
+
+
+def test_bad_inputs():
+    frames, *_ = synthetic_frames(4)
+    background = background_from_frames(frames)
+    with pytest.raises(FommError):
+        find_subject(frames[0][:100], background)
+    with pytest.raises(FommError):
+        LocalizeConfig(margin=0.5)
+    with pytest.raises(FommError):
+        background_from_frames([])
+
+
+@pytest.mark.slow
+def test_openfield_labelled_parts_lie_in_their_boxes(shared_data):
+    """Real data: on the 116 labelled m4s1 images (background: their own median) the mouse is found
+    in every image and all four labelled parts lie inside its box."""
+    from fomm_kp.labels import load_labels
+
+    labelled = load_labels(shared_data / "dlc-openfield/labeled-data/m4s1/CollectedData_Pranav.csv")
+    images = labelled.load_images()
+    background = background_from_frames(images)
+    boxes = boxes_for_frames(images, background)
+    assert boxes.found.all()
+    x, y = labelled.points[..., 0], labelled.points[..., 1]
+    b = boxes.boxes[:, None]
+    assert np.all((x >= b[..., 0]) & (x < b[..., 2]) & (y >= b[..., 1]) & (y < b[..., 3]))
