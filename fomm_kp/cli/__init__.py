@@ -15,6 +15,7 @@ from fomm_kp.errors import FommError
 # Command modules register themselves on ``app`` when imported.
 from fomm_kp.cli import spine  # noqa: F401,E402
 from fomm_kp.cli import animate  # noqa: F401,E402
+from fomm_kp.cli import evaluate_keypoints  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

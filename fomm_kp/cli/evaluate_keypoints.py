@@ -1,0 +1,48 @@
+"""``fomm-kp evaluate keypoints``: discovered keypoints against hand labels, next to baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fomm_kp.cli.app import evaluate_app
+from fomm_kp.errors import FommError
+
+console = Console(stderr=True)
+
+
+@evaluate_app.command("keypoints")
+def keypoints(
+    labels: Path = typer.Argument(..., help="Labelled frames: DeepLabCut CollectedData .csv/.h5 or SLEAP .slp."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-m", help="A trained model to run on the labelled images."),
+    tracks: Optional[Path] = typer.Option(None, "--tracks", "-t", help="Tracks (.npz/.csv/.h5/.slp) of the labelled video."),
+    video: Optional[Path] = typer.Option(None, help="Video of the labelled frames when their images are not on disk."),
+    folds: int = typer.Option(5, help="Number of cross-validation folds."),
+    fold_mode: str = typer.Option("shuffled", help="shuffled, or blocks (contiguous runs of labelled frames)."),
+    confidence: bool = typer.Option(False, help="Add keypoint confidences to the regression features."),
+    untrained: bool = typer.Option(True, help="Also score an untrained network of the same config."),
+    individual: Optional[str] = typer.Option(None, help="Which animal, for multi-animal label files."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON here."),
+) -> None:
+    """Regress labelled parts from discovered keypoints (k-fold ridge) and report pixel errors, with
+    the best single keypoint per part and the mean-pose, blob-moment and thumbnail baselines."""
+    from fomm_kp.evaluate import evaluate_labels, save_evaluation
+
+    if fold_mode not in ("shuffled", "blocks"):
+        raise FommError(f"--fold-mode must be 'shuffled' or 'blocks', got '{fold_mode}'")
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("detecting", total=None)
+        evaluation = evaluate_labels(
+            labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained, folds=folds,
+            fold_mode=fold_mode, use_confidence=confidence, individual=individual,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    typer.echo(evaluation.table())
+    if json_out is not None:
+        save_evaluation(evaluation, json_out)
+        console.print(f"wrote {json_out}")
