@@ -150,6 +150,7 @@ class Trainer:
             preview = checkpoint = None
             if cfg.preview_every > 0 and (self.step_count % cfg.preview_every == 0 or done):
                 preview = self.write_preview(self.out_dir / "preview.png")
+                self.write_animation_preview(self.out_dir / "animation.png")
             if done or (cfg.checkpoint_every > 0 and self.step_count % cfg.checkpoint_every == 0):
                 checkpoint = self.save(self.out_dir / "checkpoint.pt")
             if self.step_count % max(1, cfg.log_every) == 0 or done:
@@ -200,4 +201,19 @@ class Trainer:
             kp_d = to_pixels(out.kp_driving.keypoints[i], size, size).cpu().numpy()
             rows.append(image_row([draw_keypoints(s, kp_s), d, w, p, draw_keypoints(d, kp_d)]))
         grid = np.concatenate(rows, axis=0)
+        return atomic_write(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))
+
+    @torch.no_grad()
+    def write_animation_preview(self, path: Path) -> Path:
+        """PNG: the first training frame animated by five others (:func:`fomm_kp.animate.animation_grid`)."""
+        import imageio.v3 as iio
+
+        from fomm_kp.animate import animation_grid
+        from fomm_kp.tracks import atomic_write
+
+        frames = self.pairs.frames.numpy()
+        picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)
+        self.model.eval()
+        grid = animation_grid(self.model, frames[picks[0]], frames[picks[1:]])
+        self.model.train()
         return atomic_write(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))

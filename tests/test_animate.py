@@ -283,3 +283,20 @@ def test_cli_animate(tiny_model, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "error: cannot read image" in err
+
+
+def test_trainer_writes_animation_preview(tiny_model, tmp_path, rng):
+    import imageio.v3 as iio
+
+    from fomm_kp.dataset import FramePairs, TrainingFrames
+    from fomm_kp.train import Trainer
+
+    size = tiny_model.config.model.image_size
+    frames = rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+    data = TrainingFrames(frames, np.arange(8), np.tile([0, 0, size, size], (8, 1)), 10.0, "synthetic")
+    pairs = FramePairs(data, 1, 3, flip=False, color_jitter=0.0)
+    trainer = Trainer(tiny_model.network, tiny_model.config, pairs, torch.device("cpu"), tmp_path)
+    path = trainer.write_animation_preview(tmp_path / "animation.png")
+    image = iio.imread(path)
+    assert image.shape == (2 * size + 2, 6 * size + 5 * 2, 3)
+    assert trainer.model.training  # the preview hands the model back in training mode
