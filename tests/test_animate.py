@@ -300,3 +300,14 @@ def test_trainer_writes_animation_preview(tiny_model, tmp_path, rng):
     image = iio.imread(path)
     assert image.shape == (2 * size + 2, 6 * size + 5 * 2, 3)
     assert trainer.model.training  # the preview hands the model back in training mode
+
+
+def test_animation_demo_writes_side_by_side_video(tiny_model, tmp_path):
+    from fomm_kp.animate import animation_demo
+
+    video = tmp_path / "clip.mp4"
+    _moving_square_video(video, 40, 30, 12)
+    written = animation_demo(tiny_model, video, tmp_path / "demo", max_frames=4)
+    info = probe(written["animation"])
+    assert info.num_frames == 4  # frames 6..9: the second half, capped
+    assert info.height == 128 and info.width > 2 * 128  # three panels side by side
