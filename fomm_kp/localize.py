@@ -127,12 +127,17 @@ class Background:
         factor: integer reduction factor; work pixel ``(i, j)`` covers frame pixels
             ``[i*factor, (i+1)*factor)`` × ``[j*factor, (j+1)*factor)``.
         frame_width, frame_height: size of the original frames.
+        samples: float32 ``(n, h, w, 3)`` the reduced frames the median was taken over, when it
+            came from a video (lets :func:`decide` judge them without reading the video again).
+        source: the video or folder it was estimated from ("" for frames given in memory).
     """
 
     image: np.ndarray
     factor: int
     frame_width: int
     frame_height: int
+    samples: np.ndarray | None = None
+    source: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,7 +290,8 @@ def estimate_background(
     num_samples = config.background_samples if num_samples is None else num_samples
     samples, factor, width, height = _sample_reduced(path, config, num_samples)
     log.info("background of %s: median of %d frames, reduced by %d", path, len(samples), factor)
-    return Background(np.median(np.stack(samples), axis=0).astype(np.float32), factor, width, height)
+    stacked = np.stack(samples)
+    return Background(np.median(stacked, axis=0).astype(np.float32), factor, width, height, stacked, str(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -660,11 +666,15 @@ def decide(
     ``config.background_samples`` frames spread over it: on for a small animal in a large static
     arena; off for whole-frame subjects (faces, fire, a bird filling the frame), several animals,
     and when nothing distinct moves."""
-    samples, factor, width, height = _sample_reduced(path, config, config.background_samples)
     if background is None:
-        background = Background(np.median(np.stack(samples), axis=0).astype(np.float32), factor, width, height)
-    elif (background.frame_width, background.frame_height, background.factor) != (width, height, factor):
-        raise FommError(f"the background does not fit {path} ({width}x{height}, reduction {factor})")
+        background = estimate_background(path, config)
+    if background.samples is not None and background.source == str(path):
+        samples = list(background.samples)
+        width, height = background.frame_width, background.frame_height
+    else:
+        samples, factor, width, height = _sample_reduced(path, config, config.background_samples)
+        if (background.frame_width, background.frame_height, background.factor) != (width, height, factor):
+            raise FommError(f"the background does not fit {path} ({width}x{height}, reduction {factor})")
     blobs = [_find_in_reduced(sample, background, config) for sample in samples]
     decision = decide_from_blobs(blobs, width, height, config)
     log.info("localisation %s for %s: %s", "on" if decision.use else "off", path, decision.reason)

@@ -284,3 +284,17 @@ def test_openfield_labelled_parts_lie_in_their_boxes(shared_data):
     x, y = labelled.points[..., 0], labelled.points[..., 1]
     b = boxes.boxes[:, None]
     assert np.all((x >= b[..., 0]) & (x < b[..., 2]) & (y >= b[..., 1]) & (y < b[..., 3]))
+
+
+def test_decide_reuses_the_background_samples(video, monkeypatch):
+    import fomm_kp.localize as localize
+
+    path, *_ = video
+    background = estimate_background(path)
+    assert background.samples is not None and background.source == str(path)
+
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("decide read the video again")
+
+    monkeypatch.setattr(localize, "_sample_reduced", no_second_read)
+    assert decide(path, background=background).use
