@@ -123,6 +123,7 @@ def transfer_keypoints(
     relative: bool = True,
     relative_jacobian: bool = True,
     adapt_scale: bool = True,
+    scale: float | None = None,
 ) -> KeypointOutput:
     """The keypoints that drive the source image: FOMM's absolute or relative motion transfer.
 
@@ -136,6 +137,8 @@ def transfer_keypoints(
         relative_jacobian: with ``relative``, jacobians ``J_drv · J_ref⁻¹ · J_src``.
         adapt_scale: with ``relative``, ``s`` = :func:`movement_scale` of source and reference
             (computed on the first batch element); else ``s = 1``.
+        scale: with ``relative``, use this ``s`` instead (a caller animating many batches
+            computes it once).
 
     Returns:
         A :class:`KeypointOutput` with keypoints ``(B, K, 2)`` and jacobians ``(B, K, 2, 2)``; its
@@ -152,14 +155,12 @@ def transfer_keypoints(
     if kp_reference is None:
         raise FommError("relative motion transfer needs the reference driving keypoints")
     _check_keypoints(kp_reference, "kp_reference")
-    scale = 1.0
-    if adapt_scale:
+    if scale is None:
         scale = movement_scale(
             kp_source.keypoints[0].detach().float().cpu().numpy(), kp_reference.keypoints[0].detach().float().cpu().numpy()
-        )
+        ) if adapt_scale else 1.0
     displacement = (kp_driving.keypoints - kp_reference.keypoints) * scale
     keypoints = kp_source.keypoints + displacement
-    jacobians = kp_driving.jacobians
     if relative_jacobian:
         change = kp_driving.jacobians @ inverse_2x2(kp_reference.jacobians)
         jacobians = change @ kp_source.jacobians
@@ -203,10 +204,6 @@ def _index_keypoints(kp: KeypointOutput, index: slice | int) -> KeypointOutput:
     if isinstance(index, int):
         index = slice(index, index + 1)
     return KeypointOutput(*(t[index] for t in kp))
-
-
-def _cat_keypoints(parts: list[KeypointOutput]) -> KeypointOutput:
-    return KeypointOutput(*(torch.cat(ts, dim=0) for ts in zip(*parts)))
 
 
 def _reference(keypoints: torch.Tensor, jacobians: torch.Tensor) -> KeypointOutput:
@@ -268,7 +265,7 @@ class Animator:
         if self.relative and self.kp_reference is None:
             raise FommError("relative animation needs a reference frame: call set_reference first")
         return transfer_keypoints(self.kp_source, kp_driving, self.kp_reference, self.relative,
-                                  self.relative_jacobian, self.adapt_scale)
+                                  self.relative_jacobian, self.adapt_scale, scale=self.scale)
 
     @torch.no_grad()
     def render(self, kp_driving: KeypointOutput) -> tuple[torch.Tensor, torch.Tensor, KeypointOutput]:
