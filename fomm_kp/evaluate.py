@@ -580,7 +580,13 @@ def evaluate_model_on_labels(
             notes[f"{name}: subject boxes"] = "none (whole frames)"
         methods[name] = PoseFeatures(points=keypoints, confidence=scores)
     methods.update(extra_methods or {})
-    methods.update(baseline_features(frames, background))
+    baselines = baseline_features(frames, background)
+    found = int(np.all(np.isfinite(baselines["blob centroid"].points), axis=(1, 2)).sum())
+    notes["blob found"] = f"{found} of {len(frames)} images"
+    if found < 0.9 * len(frames):
+        log.warning("the subject stands out from the background in only %d of %d labelled images: "
+                    "give a background video of the empty scene", found, len(frames))
+    methods.update(baselines)
     return evaluate_keypoints(
         labelled.points, methods, labelled.part_names, folds, fold_mode, seed, use_confidence, notes=notes
     )
@@ -634,6 +640,7 @@ def evaluate_labels(
     use_confidence: bool = False,
     individual: str | None = None,
     seed: int = 0,
+    background: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> KeypointEvaluation:
     """Keypoint accuracy against a label file (DeepLabCut ``.csv``/``.h5`` or SLEAP ``.slp``):
@@ -642,7 +649,9 @@ def evaluate_labels(
     next to the mean-pose, blob-moment and thumbnail baselines. With neither, baselines only.
 
     ``video``: where to take the labelled frames from when the label file's images are not on
-    disk (SLEAP), or the tracks' video.
+    disk (SLEAP), or the tracks' video. ``background``: a video or image folder of the same
+    camera whose median is the empty scene (default: the median of the labelled images, which
+    contains the subject where it sits in most of them).
     """
     from fomm_kp.labels import load_labels
     from fomm_kp.tracks import load_tracks
@@ -663,7 +672,15 @@ def evaluate_labels(
         models["fomm_kp"] = model
         if untrained:
             models["untrained (same config)"] = untrained_like(model, seed)
-    return evaluate_model_on_labels(
-        labelled, models, frames, folds=folds, fold_mode=fold_mode, seed=seed,
+    scene = None
+    if background is not None:
+        from fomm_kp.localize import LocalizeConfig, estimate_background
+
+        scene = estimate_background(background, LocalizeConfig())
+    evaluation = evaluate_model_on_labels(
+        labelled, models, frames, background=scene, folds=folds, fold_mode=fold_mode, seed=seed,
         use_confidence=use_confidence, extra_methods=extra, progress=progress,
     )
+    if background is not None:
+        evaluation.notes["background"] = f"median of {background}"
+    return evaluation

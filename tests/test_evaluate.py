@@ -346,3 +346,25 @@ def test_openfield_baselines(shared_data):
     mean = {name: float(np.mean(r.regression)) for name, r in evaluation.results.items()}
     assert mean["blob moments"] < mean["thumbnail 8x8"] < mean["mean pose"]
     assert 5.0 < mean["blob moments"] < 20.0 and mean["mean pose"] > 100.0
+
+
+def test_cli_with_a_background_folder(tmp_path):
+    import imageio.v3 as iio
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_localize import synthetic_frames
+
+    frames, labels = _synthetic_labelled(12)
+    csv_path = _write_dlc_project(tmp_path / "project", frames, labels)
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    empty = synthetic_frames(3, missing=(0, 1, 2))[0]
+    for i, frame in enumerate(empty):
+        iio.imwrite(scene / f"{i}.png", frame)
+    out = tmp_path / "eval.json"
+    code, output = _run_cli(["evaluate", "keypoints", str(csv_path), "--folds", "3", "--background", str(scene),
+                             "--json", str(out)])
+    assert code == 0, output
+    data = json.loads(out.read_text())
+    assert data["notes"]["background"].startswith("median of") and data["notes"]["blob found"] == "12 of 12 images"
+    assert set(data["methods"]) == {"mean pose", "blob moments", "blob centroid", "thumbnail 8x8"}

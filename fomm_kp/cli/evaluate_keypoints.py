@@ -26,6 +26,9 @@ def keypoints(
     confidence: bool = typer.Option(False, help="Add keypoint confidences to the regression features."),
     untrained: bool = typer.Option(True, help="Also score an untrained network of the same config."),
     individual: Optional[str] = typer.Option(None, help="Which animal, for multi-animal label files."),
+    background: Optional[Path] = typer.Option(
+        None, help="Video or image folder of the same camera for the empty-scene background "
+        "(default: median of the labelled images)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON here."),
 ) -> None:
     """Regress labelled parts from discovered keypoints (k-fold ridge) and report pixel errors, with
@@ -39,7 +42,7 @@ def keypoints(
         task = bar.add_task("detecting", total=None)
         evaluation = evaluate_labels(
             labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained, folds=folds,
-            fold_mode=fold_mode, use_confidence=confidence, individual=individual,
+            fold_mode=fold_mode, use_confidence=confidence, individual=individual, background=background,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     typer.echo(evaluation.table())
