@@ -34,12 +34,15 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # Recent typer releases bundle their own copy of click (typer._click), whose exceptions are
+        # not click's: recognise them by name and shape rather than by class.
+        if type(exc).__name__ == "Abort":
             print("error: aborted", file=sys.stderr)
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(exc.exit_code or 2)
+        format_message = getattr(exc, "format_message", None)
+        if callable(format_message):
+            message = " ".join(str(format_message()).split())
+            if message:  # empty when the help was already shown (no arguments given)
+                print(f"error: {message}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", None) or 2)
         raise

@@ -23,6 +23,10 @@ def _progress() -> Progress:
     )
 
 
+_TRACK_SUFFIXES = (".npz", ".csv", ".slp", ".nwb")
+_VIDEO_SUFFIXES = (".mp4", ".gif", ".mov", ".avi", ".mkv")
+
+
 def _parse_box(text: Optional[str]) -> Optional[list[float]]:
     if text is None:
         return None
@@ -78,10 +82,17 @@ def train(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
 ) -> None:
     """Train a keypoint detector on one video, self-supervised (no labels)."""
-    if not video.exists():
-        raise FommError(f"video not found: {video}")
-    model = train_with_progress(video, out, config=None if resume else config, steps=steps, minutes=minutes,
-                                crop=_parse_box(crop), resume=resume, seed=seed, device=device)
+    from fomm_kp.config import load_config
+    from fomm_kp.video import probe
+
+    # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
+    box = _parse_box(crop)
+    probe(video)
+    if resume and not (out / "checkpoint.pt").is_file():
+        raise FommError(f"checkpoint not found: {out / 'checkpoint.pt'}")
+    loaded = None if resume else load_config(config)
+    model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes,
+                                crop=box, resume=resume, seed=seed, device=device)
     console.print(f"trained {model.step} steps -> {out / 'checkpoint.pt'} (preview: {out / 'preview.png'})")
 
 
@@ -103,13 +114,22 @@ def track(
     """Track keypoints through a video with a trained detector."""
     from fomm_kp import api
     from fomm_kp.tracks import save_tracks
+    from fomm_kp.video import probe
 
+    # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
+    # error line and no output file.
     if localize not in (None, "on", "off", "auto"):
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
-    if not video.exists():
-        raise FommError(f"video not found: {video}")
+    box = _parse_box(crop)
+    for path, kind, suffixes in ((out, "--out", _TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
+                                 (overlay, "--overlay", _VIDEO_SUFFIXES)):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise FommError(f"{kind} {path}: use one of {', '.join(suffixes)}")
+    info = probe(video)
+    if start >= info.num_frames or (stop is not None and stop <= start):
+        raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device)
-    tracks = track_with_progress(video, model, out=out, overlay=overlay, crop=_parse_box(crop), localize=localize,
+    tracks = track_with_progress(video, model, out=out, overlay=overlay, crop=box, localize=localize,
                                  start=start, stop=stop, stride=stride, batch_size=batch_size)
     if csv is not None:
         save_tracks(tracks, csv)
