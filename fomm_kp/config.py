@@ -113,7 +113,7 @@ class TrainConfig:
     seed: int = 0
     preview_every: int = 250
     checkpoint_every: int = 500
-    log_every: int = 10
+    log_every: int = 100  # steps between log lines
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
 
 

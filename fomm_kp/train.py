@@ -154,7 +154,7 @@ class Trainer:
             if done or (cfg.checkpoint_every > 0 and self.step_count % cfg.checkpoint_every == 0):
                 checkpoint = self.save(self.out_dir / "checkpoint.pt")
             if self.step_count % max(1, cfg.log_every) == 0 or done:
-                log.debug("step %d: %s", self.step_count, {k: round(v, 4) for k, v in ema.items()})
+                log.info("step %d (%.0f s): %s", self.step_count, elapsed, {k: round(v, 4) for k, v in ema.items()})
             if callback is not None:
                 callback(TrainProgress(self.step_count, steps, elapsed, limit, dict(ema), preview, checkpoint))
             if done:

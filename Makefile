@@ -1,0 +1,21 @@
+# Two commands on a fresh machine (no GPU needed):
+#   make demo   installs fomm_kp and runs the main job on the bundled sample (~10 min on 2 cores)
+#   make test   installs fomm_kp with test extras and runs the test suite
+# torch is pinned through constraints.txt to the CPU build used on the development machines.
+
+PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install -q -c constraints.txt
+
+.PHONY: install demo test test-fast
+
+install:
+	$(PIP_INSTALL) -e ".[interop,deploy,dev]"
+
+demo: install
+	fomm-kp demo --out demo_out
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-fast: install
+	$(PYTHON) -m pytest -q -m "not slow"
