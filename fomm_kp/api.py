@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.train import Trainer, TrainProgress
 from fomm_kp.video import VideoWriter, iter_frames, probe, resize_frame, crop_frame
 from fomm_kp.viz import draw_keypoints, draw_trails, keypoint_colors
+
+if TYPE_CHECKING:
+    from fomm_kp.backends import DetectorModel
 
 __all__ = ["train", "load_model", "track", "subject_boxes"]
 
@@ -144,14 +147,28 @@ def train(
     return Model(trainer.model, config, trainer.meta, trainer.step_count, device)
 
 
-def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None = None) -> Model:
-    """Load a trained model from a checkpoint written by :func:`train` (``weights_only`` loading)."""
-    return Model.load(checkpoint, device)
+def load_model(
+    checkpoint: str | os.PathLike, device: str | torch.device | None = None,
+    backend: str = "torch", engine: str | os.PathLike | None = None, threads: int | None = None,
+) -> Model | DetectorModel:
+    """Load a trained model from a checkpoint written by :func:`train` (``weights_only`` loading).
+
+    A student checkpoint (``fomm-kp distill``), an exported ``.onnx`` file, or another ``backend``
+    (``onnx``, ``tensorrt``, ``auto``; ``engine`` = the .onnx/.engine file to run) gives a
+    :class:`fomm_kp.backends.DetectorModel`, which tracks like a :class:`Model` (see :mod:`fomm_kp.backends`).
+    """
+    if backend == "torch" and engine is None and Path(checkpoint).suffix.lower() != ".onnx":
+        _, _, _, meta = read_checkpoint(checkpoint)
+        if meta.get("kind", "teacher") == "teacher":
+            return Model.load(checkpoint, device)
+    from fomm_kp.backends import load_for_tracking
+
+    return load_for_tracking(checkpoint, backend, engine, device, threads)
 
 
 def track(
     video: str | os.PathLike,
-    model: Model | str | os.PathLike,
+    model: Model | str | os.PathLike,  # or a fomm_kp.backends.DetectorModel (any runtime backend)
     out: str | os.PathLike | None = None,
     overlay: str | os.PathLike | None = None,
     crop: Box | None = None,
@@ -170,7 +187,7 @@ def track(
     trails. Localisation follows the model's training (``localize`` = ``on``/``off``/``auto``
     overrides it); a fixed ``crop`` box overrides both. ``progress(done, total)`` is called per batch.
     """
-    if not isinstance(model, Model):
+    if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     info = probe(video)
     config = model.config

@@ -99,7 +99,7 @@ def train(
 @app.command()
 def track(
     video: Path = typer.Argument(..., help="Video to track."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train, a student from fomm-kp distill, or an exported .onnx."),
     out: Path = typer.Option(Path("tracks.npz"), "--out", "-o", help="Tracks file: .npz, .csv (DeepLabCut), .slp or .nwb."),
     overlay: Optional[Path] = typer.Option(None, help="Also write a video (.mp4/.gif) with keypoints and trails."),
     csv: Optional[Path] = typer.Option(None, help="Also write DeepLabCut-style CSV with likelihood."),
@@ -110,8 +110,10 @@ def track(
     stop: Optional[int] = typer.Option(None, help="Stop before this frame."),
     batch_size: int = typer.Option(64, min=1, help="Frames per forward pass."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
+    backend: str = typer.Option("auto", help="torch, onnx (ONNX Runtime), tensorrt, or auto: onnx for students on the CPU, else torch."),
+    engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
 ) -> None:
-    """Track keypoints through a video with a trained detector."""
+    """Track keypoints through a video with a trained detector (teacher or distilled student)."""
     from fomm_kp import api
     from fomm_kp.tracks import save_tracks
     from fomm_kp.video import probe
@@ -128,7 +130,7 @@ def track(
     info = probe(video)
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
-    model = api.load_model(checkpoint, device=device)
+    model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
     tracks = track_with_progress(video, model, out=out, overlay=overlay, crop=box, localize=localize,
                                  start=start, stop=stop, stride=stride, batch_size=batch_size)
     if csv is not None:
