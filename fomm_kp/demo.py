@@ -21,6 +21,11 @@ def sample_video() -> Path:
     return Path(__file__).resolve().parent / "samples" / "worm.mp4"
 
 
+def sample_labels() -> Path:
+    """A few labelled segments of the sample (crawl, coil) for the behaviour part of the demo."""
+    return Path(__file__).resolve().parent / "samples" / "worm_labels.csv"
+
+
 def run_demo(
     out_dir: str | Path,
     minutes: float | None = None,
@@ -45,10 +50,18 @@ def run_demo(
                      minutes=minutes if minutes is not None else 0.0)
     tracks = track_fn(video, model, out=out_dir / "tracks.npz", overlay=out_dir / "overlay.mp4")
     save_tracks(tracks, out_dir / "tracks.csv")
-    return {
+    written = {
         "checkpoint": out_dir / "checkpoint.pt",
         "preview": out_dir / "preview.png",
         "tracks": out_dir / "tracks.npz",
         "tracks_csv": out_dir / "tracks.csv",
         "overlay": out_dir / "overlay.mp4",
     }
+    from fomm_kp.animate import animation_demo
+    from fomm_kp.score import behaviour_demo
+
+    log.info("demo: animating a frame of the sample with the motion of another part of it")
+    written.update(animation_demo(model, video, out_dir))
+    log.info("demo: features, a classifier from %s, per-frame labels and a score report", sample_labels().name)
+    written.update({f"behaviour_{k}": v for k, v in behaviour_demo(tracks, sample_labels(), out_dir / "behaviour").items()})
+    return written
