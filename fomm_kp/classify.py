@@ -52,6 +52,8 @@ __all__ = [
     "window_labels",
     "fit_classifier",
     "fit_from_clips",
+    "fit_window_classifier",
+    "feature_standardisation",
     "predict_windows",
     "frame_probabilities",
     "enforce_min_bout",
@@ -328,7 +330,7 @@ def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0.0)
 
 
-def _standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def feature_standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column mean and scale of ``x (W, F)`` ignoring NaN; unusable columns get mean 0, scale 1."""
     valid = np.isfinite(x)
     n = valid.sum(axis=0)
@@ -429,7 +431,7 @@ def fit_classifier(
         keep = np.array([bool(v) for v in win])
         xs.append(feats.values[keep])
         ys += [str(v) for v in win[keep]]
-    return _fit_windows(np.concatenate(xs), ys, names or (), kind, options, feature_config)
+    return fit_window_classifier(np.concatenate(xs), ys, names or (), kind, options, feature_config)
 
 
 def fit_from_clips(
@@ -469,17 +471,18 @@ def fit_from_clips(
         raise FommError("example clips gave features with different columns (mixed keypoint sets or settings)")
     x = np.concatenate([f.values for _, f in feats])
     y = [label for label, f in feats for _ in range(f.num_windows)]
-    return _fit_windows(x, y, names, kind, options or ClassifierOptions(), feats[0][1].config)
+    return fit_window_classifier(x, y, names, kind, options or ClassifierOptions(), feats[0][1].config)
 
 
-def _fit_windows(
+def fit_window_classifier(
     x: np.ndarray, y: Sequence[str], names: tuple[str, ...], kind: str, options: ClassifierOptions, feature_config: dict
 ) -> Classifier:
+    """Fit a window classifier on raw features ``x (W, F)`` with one label per window ``y``."""
     classes = tuple(sorted(set(y)))
     if len(classes) < 2:
         raise FommError(f"need examples of at least 2 behaviours, got {list(classes)} (check the labels and the window length)")
     target = np.array([classes.index(v) for v in y], dtype=np.int64)
-    mean, scale = _standardisation(x)
+    mean, scale = feature_standardisation(x)
     base = Classifier(kind, classes, names, mean, scale, feature_config=feature_config)
     z = base.standardise(x)
     counts = np.bincount(target, minlength=len(classes))
@@ -570,7 +573,7 @@ def _fit_temporal(
     if len(classes) < 2:
         raise FommError(f"need examples of at least 2 behaviours, got {list(classes)}")
     stacked = np.concatenate([s for s, _ in samples])
-    mean, scale = _standardisation(stacked)
+    mean, scale = feature_standardisation(stacked)
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
     net = _temporal_net(len(mean), options.temporal_hidden, len(classes))

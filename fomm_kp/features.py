@@ -46,6 +46,7 @@ __all__ = [
     "frame_signals",
     "resolve_config",
     "window_bounds",
+    "window_stats",
     "save_features",
     "load_features",
     "concat_features",
@@ -310,6 +311,17 @@ def _derivatives(x: np.ndarray, dt: float, window: int, order: int = 3) -> list[
     return outs
 
 
+def _grouped_derivatives(x: np.ndarray, dt: float, window: int, order: int = 3) -> list[np.ndarray]:
+    """Derivatives of ``x (T, G, D)`` where each group of D columns has its own valid runs
+    (one keypoint going missing does not cut the others' runs). Returns ``order`` arrays (T, G, D)."""
+    t, g, d = x.shape
+    outs = [np.full((t, g, d), np.nan) for _ in range(order)]
+    for j in range(g):
+        for o, values in enumerate(_derivatives(x[:, j], dt, window, order)):
+            outs[o][:, j] = values
+    return outs
+
+
 def _principal_heading(points: np.ndarray, centroid: np.ndarray, reference: int) -> np.ndarray:
     """Angle of the main axis of each frame's points ``(T, K, 2)``, signed towards ``reference``."""
     rel = points - centroid[:, None, :]
@@ -403,9 +415,8 @@ def _subject_signals(
         heading = np.zeros(t)
     pose = _rotate(kp - centroid[:, None], heading)  # (T, K, 2) egocentric (or centroid-relative)
 
-    v, a, j = _derivatives(kp.reshape(t, -1), dt, window)
-    v, a, j = v.reshape(t, k, 2), a.reshape(t, k, 2), j.reshape(t, k, 2)
-    pose_v = _derivatives(pose.reshape(t, -1), dt, window, order=1)[0].reshape(t, k, 2)
+    v, a, j = _grouped_derivatives(kp, dt, window)
+    pose_v = _grouped_derivatives(pose, dt, window, order=1)[0]
     speed = np.linalg.norm(v, axis=-1)
     for i, name in enumerate(names):
         sig.add(f"{name}.speed", speed[:, i], ("mean", "std", "max"))
@@ -430,9 +441,9 @@ def _subject_signals(
         ii, jj = np.triu_indices(k, 1)
         diff = kp[:, jj] - kp[:, ii]  # (T, P, 2)
         dist = np.linalg.norm(diff, axis=-1)
-        rate = _derivatives(dist, dt, window, order=1)[0]
+        rate = _grouped_derivatives(dist[..., None], dt, window, order=1)[0][..., 0]
         world_angle = np.arctan2(diff[..., 1], diff[..., 0])
-        angvel = _derivatives(_unwrap_runs(world_angle), dt, window, order=1)[0]
+        angvel = _grouped_derivatives(_unwrap_runs(world_angle)[..., None], dt, window, order=1)[0][..., 0]
         ego_angle = world_angle - heading[:, None]
         for p, (a_, b_) in enumerate(zip(ii, jj)):
             pair = f"{names[a_]}-{names[b_]}"
@@ -475,7 +486,9 @@ def window_bounds(num_rows: int, fs: float, config: FeatureConfig) -> list[tuple
 
     The first (shortest) length tiles the rows with stride ``stride_seconds``: full windows from
     the start, plus one final window that ends at the last row, so every row lies in some window.
-    Longer windows are centred on the same centres and clipped to the rows that exist.
+    Longer windows are centred on the same centres where they fit and shifted inward at the ends
+    of the recording, so each keeps its full length (or spans every row of a shorter recording)
+    and holds the short window that shares its centre.
     """
     lengths = [max(2, int(round(w * fs))) for w in config.window_seconds]
     stride = max(1, int(round(config.stride_seconds * fs)))
@@ -495,7 +508,7 @@ def window_bounds(num_rows: int, fs: float, config: FeatureConfig) -> list[tuple
     return out
 
 
-def _window_stats(x: np.ndarray, a: np.ndarray, b: np.ndarray, stat: str) -> np.ndarray:
+def window_stats(x: np.ndarray, a: np.ndarray, b: np.ndarray, stat: str) -> np.ndarray:
     """NaN-ignoring statistic of ``x (T, C)`` over each window ``[a, b)``: ``(W, C)``."""
     valid = np.isfinite(x)
     x0 = np.where(valid, x, 0.0)
@@ -625,14 +638,14 @@ def motion_features(tracks: Tracks, config: FeatureConfig | None = None) -> Feat
                 for s in stats:
                     by_stat.setdefault(s, []).append(c)
             for s, cols in by_stat.items():
-                blocks.append(_window_stats(matrix[:, cols], a, b, s))
+                blocks.append(window_stats(matrix[:, cols], a, b, s))
                 names += [f"{prefix}{sig.names[c]}.{s}{tag}" for c in cols]
             blocks.append(_displacement(extra["positions"], a, b))
             names += [f"{prefix}{name}.displacement{tag}" for name in tracks.keypoint_names]
             disp = _displacement(extra["centroid"][:, None], a, b)[:, 0]
-            path_len = _window_stats(
-                np.concatenate([[np.nan], np.linalg.norm(np.diff(extra["centroid"], axis=0), axis=-1)])[:, None], a, b, "mean"
-            )[:, 0] * (b - a)
+            # path length: the b - a - 1 steps inside the window (mean valid step times their number)
+            steps = np.concatenate([[np.nan], np.linalg.norm(np.diff(extra["centroid"], axis=0), axis=-1)])[:, None]
+            path_len = window_stats(steps, np.minimum(a + 1, b - 1), b, "mean")[:, 0] * (b - a - 1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 straight = np.where(path_len > 1e-6, disp / path_len, np.nan)
             blocks.append(np.stack([disp, np.clip(straight, 0.0, 1.0)], axis=1))
@@ -646,7 +659,7 @@ def motion_features(tracks: Tracks, config: FeatureConfig | None = None) -> Feat
                 blocks.append(values)
                 names += [f"{prefix}{name}.{s}{tag}" for name in parts for s in stat_names]
             if spec is not None:
-                blocks.append(_window_stats(spec, a, b, "mean"))
+                blocks.append(window_stats(spec, a, b, "mean"))
                 names += [f"{prefix}{name}.wavelet[{f:.3g}Hz]{tag}" for f in wavelet_freqs for name in tracks.keypoint_names]
     values = np.concatenate(blocks, axis=1).astype(np.float32)
     a0, b0 = bounds[0]

@@ -14,6 +14,7 @@ from fomm_kp.errors import FommError
 
 # Command modules register themselves on ``app`` when imported.
 from fomm_kp.cli import spine  # noqa: F401,E402
+from fomm_kp.cli import behaviour  # noqa: F401,E402
 from fomm_kp.cli import deploy  # noqa: F401,E402
 from fomm_kp.cli import animate  # noqa: F401,E402
 from fomm_kp.cli import evaluate_keypoints  # noqa: F401,E402
