@@ -223,7 +223,7 @@ class FrameLabels:
                 for t, frame in enumerate(self.frame_indices):
                     label = self.classes[self.labels[t]] if self.labels[t] >= 0 else ""
                     probs = ["" if np.isnan(p) else f"{p:.4f}" for p in self.probabilities[t]]
-                    writer.writerow([int(frame), f"{frame / self.fps:.3f}", label] + probs)
+                    writer.writerow([int(frame), f"{frame / self.fps:.6f}", label] + probs)
 
         return atomic_write(path, write)
 

@@ -306,7 +306,7 @@ def save_nwb(tracks: Tracks, path: str | os.PathLike) -> Path:
                 pose_estimation_series=series,
                 description=meta,
                 skeleton=skeleton,
-                devices=[device],
+                device=device,
                 source_software="fomm_kp",
             )
         )
@@ -321,14 +321,26 @@ def save_nwb(tracks: Tracks, path: str | os.PathLike) -> Path:
     return atomic_write(path, write, suffix=".nwb")
 
 
+def _fomm_meta(description: str | None) -> dict:
+    """Our JSON metadata from a PoseEstimation description; {} for free text written by other tools."""
+    import json
+
+    text = (description or "").strip()
+    if not text.startswith("{"):
+        return {}
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return meta if isinstance(meta, dict) and meta.get("software") == "fomm_kp" else {}
+
+
 def load_nwb(path: str | os.PathLike, fps: float | None = None) -> Tracks:
     """Read every ndx-pose ``PoseEstimation`` of an NWB file as one subject each.
 
     Frame indices are ``round(timestamp * fps)``; fps comes from the argument, from a fomm_kp
     description, or from the smallest timestamp step (logged).
     """
-    import json
-
     path = Path(path)
     pynwb = _require("pynwb", "reading NWB files")
     ndx_pose = _require("ndx_pose", "reading NWB files")
@@ -350,13 +362,9 @@ def load_nwb(path: str | os.PathLike, fps: float | None = None) -> Tracks:
         if containers[0].skeleton is not None:
             nodes = [str(x) for x in containers[0].skeleton.nodes[:]]
             names = [n for n in nodes if n in names] + [n for n in names if n not in nodes]
-        stored_fps, video = None, ""
-        try:
-            meta = json.loads(containers[0].description or "")
-            if isinstance(meta, dict) and meta.get("software") == "fomm_kp":
-                stored_fps, video = float(meta["fps"]), str(meta.get("video", ""))
-        except json.JSONDecodeError:
-            pass  # a description written by another tool is free text, not our metadata
+        meta = _fomm_meta(containers[0].description)
+        stored_fps = float(meta["fps"]) if "fps" in meta else None
+        video = str(meta.get("video", ""))
         per_subject = []
         for c in containers:
             per_node = {}
