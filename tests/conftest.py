@@ -18,8 +18,13 @@ except ImportError:  # pragma: no cover - torch is a hard dependency
 
 # imageio's pyav plugin runs gc.collect() twice whenever it closes a video; with torch's ~175k
 # objects alive that costs ~0.3 s per collection on this machine, i.e. most of the time of a
-# short video test. Objects that exist now (modules, torch) never need collecting: freeze them.
+# short video test. Objects that exist now (modules, torch) never need collecting: freeze them,
+# and again once every test module (and what it imports) is loaded.
 gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    gc.freeze()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

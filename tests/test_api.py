@@ -63,7 +63,8 @@ def test_track_whole_video(trained: Model, disc_clip: SyntheticClip, tmp_path: P
     saved = load_tracks(tmp_path / "t.npz")
     np.testing.assert_array_equal(saved.keypoints, tracks.keypoints)
     info = probe(tmp_path / "o.mp4")
-    assert (info.width, info.height, info.num_frames) == (64, 48, 24)
+    assert info.num_frames == 24
+    assert info.width % 64 == 0 and info.width // 64 == info.height // 48  # small videos may be enlarged
 
 
 def test_track_matches_detecting_each_frame(trained: Model, disc_clip: SyntheticClip) -> None:
