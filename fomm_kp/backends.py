@@ -233,6 +233,11 @@ class DetectorModel:
         return self.backend.num_keypoints
 
     @property
+    def device(self) -> torch.device:
+        """The torch device of the torch backend; CPU for the others (their inputs are numpy)."""
+        return getattr(self.backend, "device", torch.device("cpu"))
+
+    @property
     def detector_size(self) -> int:
         return self.backend.input_size
 

@@ -61,6 +61,7 @@ class DistillConfig:
     holdout_blocks: int = 10
     guard_frames: int = 2  # samples left out on each side of a held-out block
     augmented_copies: int = 2  # augmented crops per training frame, besides the plain crop
+    refresh_every: int = 0  # > 0: draw new augmented copies (and teacher targets) every this many steps
     rotation: float = 15.0  # degrees
     scale: float = 0.1
     shift: float = 0.05  # fraction of the crop side
@@ -89,21 +90,23 @@ class DistillProgress:
 @dataclass(frozen=True)
 class TrackingCrops:
     """Crops as tracking takes them: ``crops`` uint8 ``(N, S, S, 3)``, ``frame_indices`` ``(N,)``,
-    ``boxes`` ``(N, 4)`` in original pixels, and optionally larger ``work`` crops ``(N, W, W, 3)``."""
+    ``boxes`` ``(N, 4)`` in original pixels, and the same crops at other sides in ``resized``
+    (``{side: (N, side, side, 3)}``)."""
 
     crops: np.ndarray
     frame_indices: np.ndarray
     boxes: np.ndarray
-    work: np.ndarray | None = None
+    resized: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def tracking_crops(
     video: str | os.PathLike, config: Config, meta: dict[str, Any], size: int,
-    max_frames: int = 3000, work_size: int | None = None,
+    max_frames: int = 3000, extra_sizes: tuple[int, ...] = (),
 ) -> TrackingCrops:
     """Read up to ``max_frames`` evenly strided frames and crop them as :func:`fomm_kp.api.track`
-    does for a model with this ``config``/``meta`` (same localisation, box side or fixed crop);
-    frames where the subject is not found are skipped."""
+    does for a model with this ``config``/``meta`` (same localisation, box side or fixed crop),
+    resized (PIL, as tracking) to ``size`` and to each of ``extra_sizes``; frames where the subject
+    is not found are skipped."""
     from fomm_kp.api import subject_boxes
 
     info = probe(video)
@@ -117,23 +120,23 @@ def tracking_crops(
     if located is not None:
         box_of = {int(i): (b if f else None) for i, b, f in zip(*located)}
     stride = max(1, int(math.ceil(info.num_frames / max_frames)))
-    crops, work, indices, boxes = [], [], [], []
+    sizes = (size, *[s for s in extra_sizes if s != size])
+    crops: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
+    indices, boxes = [], []
     for index, frame in iter_frames(video, stride=stride):
         box = box_of.get(index) if located is not None else whole
         if box is None:
             continue
         cut = crop_frame(frame, box)
-        crops.append(resize_frame(cut, size))
-        if work_size is not None:
-            work.append(resize_frame(cut, work_size))
+        for s in sizes:
+            crops[s].append(resize_frame(cut, s))
         indices.append(index)
         boxes.append(np.asarray(box, dtype=np.float64))
-    if len(crops) < 10:
-        raise FommError(f"only {len(crops)} usable frame(s) in {video}: distillation needs at least 10")
-    log.info("read %d crops of %s (stride %d, %d px%s)", len(crops), video, stride, size,
-             f", work {work_size} px" if work_size else "")
-    return TrackingCrops(np.stack(crops), np.asarray(indices, dtype=np.int64), np.stack(boxes),
-                         np.stack(work) if work_size is not None else None)
+    if len(indices) < 10:
+        raise FommError(f"only {len(indices)} usable frame(s) in {video}: distillation needs at least 10")
+    log.info("read %d crops of %s (stride %d, %s px)", len(indices), video, stride, "/".join(map(str, sizes)))
+    stacked = {s: np.stack(v) for s, v in crops.items()}
+    return TrackingCrops(stacked.pop(size), np.asarray(indices, dtype=np.int64), np.stack(boxes), stacked)
 
 
 def heldout_split(count: int, fraction: float, blocks: int, guard: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +144,7 @@ def heldout_split(count: int, fraction: float, blocks: int, guard: int) -> tuple
     ``range(count)`` covering ``fraction`` of it, with ``guard`` samples on each side used by neither."""
     if not 0 < fraction < 1:
         raise FommError(f"holdout fraction must be in (0, 1), got {fraction}")
-    blocks = max(1, min(blocks, count // 4))
+    blocks = max(1, min(blocks, count // (4 + 2 * guard)))  # short clips: fewer blocks, so some frames train
     length = max(1, int(round(count * fraction / blocks)))
     heldout = np.zeros(count, dtype=bool)
     excluded = np.zeros(count, dtype=bool)
@@ -156,9 +159,11 @@ def heldout_split(count: int, fraction: float, blocks: int, guard: int) -> tuple
     return train, np.flatnonzero(heldout)
 
 
-def _augment(work: torch.Tensor, size: int, config: DistillConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random affine + photometric augmentation of ``(B, 3, W, W)`` images in [0, 1], resized to
-    ``size`` (antialiased) and quantised to 8 bits like real frames. Returns uint8 ``(B, size, size, 3)``."""
+def _augment(work: torch.Tensor, sizes: tuple[int, ...], config: DistillConfig,
+             generator: torch.Generator) -> list[torch.Tensor]:
+    """Random affine + photometric augmentation of ``(B, 3, W, W)`` images in [0, 1], resized
+    (antialiased) to each of ``sizes`` and quantised to 8 bits like real frames: one uint8
+    ``(B, size, size, 3)`` per size, all views of the same augmented image."""
     b = work.shape[0]
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
@@ -172,8 +177,6 @@ def _augment(work: torch.Tensor, size: int, config: DistillConfig, generator: to
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(work.shape), align_corners=False)
     images = F.grid_sample(work, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     j = config.color_jitter
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     contrast = uniform(1 - j, 1 + j, b, 1, 1, 1)
@@ -181,7 +184,12 @@ def _augment(work: torch.Tensor, size: int, config: DistillConfig, generator: to
     gain = uniform(1 - j / 3, 1 + j / 3, b, 3, 1, 1)
     images = (images - mean) * contrast * gain + mean + brightness
     images = images + uniform(0, config.noise, b, 1, 1, 1) * torch.randn(images.shape, generator=generator)
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    views = []
+    for size in sizes:
+        view = images if images.shape[-1] == size else F.interpolate(
+            images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        views.append((view.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous())
+    return views
 
 
 @dataclass
@@ -235,18 +243,19 @@ def _losses(out: Any, target: _Targets, config: DistillConfig, upscale: int) -> 
 
 @torch.no_grad()
 def compare_detectors(
-    teacher: torch.nn.Module, student: torch.nn.Module, crops: np.ndarray, boxes: np.ndarray,
-    device: torch.device, teacher_size: int | None = None, batch_size: int = 128,
+    teacher: torch.nn.Module, student: torch.nn.Module, teacher_crops: np.ndarray, student_crops: np.ndarray,
+    boxes: np.ndarray, device: torch.device, batch_size: int = 128,
 ) -> dict[str, Any]:
-    """Student–teacher disagreement on uint8 crops ``(N, S, S, 3)`` (resized for the teacher when
-    its input size differs), in pixels of a 256-px crop and of the original frame (``boxes``)."""
+    """Student–teacher disagreement on the same crops, uint8 ``(N, S, S, 3)`` at each one's input
+    size, in pixels of a 256-px crop and of the original frame (``boxes`` ``(N, 4)``)."""
+    if len(teacher_crops) != len(student_crops) or len(boxes) != len(student_crops):
+        raise FommError("teacher crops, student crops and boxes must have the same length")
     teacher.eval(), student.eval()
     diffs, jac, cov, score = [], [], [], []
-    for start in range(0, len(crops), batch_size):
-        images = _images(crops[start:start + batch_size], device)
-        t_images = images if teacher_size in (None, images.shape[-1]) else F.interpolate(
-            images, size=(teacher_size, teacher_size), mode="bilinear", align_corners=False, antialias=True)
-        t, s = teacher(t_images), student(images)
+    for start in range(0, len(student_crops), batch_size):
+        stop = start + batch_size
+        t = teacher(_images(teacher_crops[start:stop], device))
+        s = student(_images(student_crops[start:stop], device))
         diffs.append((s.keypoints - t.keypoints).float().cpu())
         jac.append((s.jacobians - t.jacobians).abs().mean(dim=(2, 3)).float().cpu())
         cov.append((s.covariances - t.covariances).abs().mean(dim=(2, 3)).float().cpu())
@@ -261,7 +270,7 @@ def compare_detectors(
                 "p95": float(np.percentile(values, 95)), "max": float(values.max())}
 
     return {
-        "frames": int(len(crops)),
+        "frames": int(len(student_crops)),
         "px256": summary(px256),
         "px_frame": summary(px_frame),
         "px256_per_keypoint": [float(v) for v in px256.mean(axis=0)],
@@ -324,25 +333,43 @@ def distill(
         return call
 
     report_phase("frames")(0, 1)
-    work_size = 2 * max(size, teacher_size)
-    data = tracking_crops(video, loaded.config, loaded.meta, size, config.max_frames, work_size)
+    work_size = max(size, teacher_size) + max(size, teacher_size) // 2  # room for augmentation
+    data = tracking_crops(video, loaded.config, loaded.meta, size, config.max_frames, (teacher_size, work_size))
     train_idx, heldout_idx = heldout_split(len(data.crops), config.holdout_fraction, config.holdout_blocks,
                                            config.guard_frames)
     log.info("%d training and %d held-out crops (%.1f s)", len(train_idx), len(heldout_idx), time.monotonic() - started)
-
-    # The pool: plain crops (the tracking distribution) and augmented copies, at the student's size.
-    pool = [torch.from_numpy(data.crops[train_idx])]
-    work = torch.from_numpy(data.work[train_idx])
-    for _ in range(config.augmented_copies):
-        for start in range(0, len(work), 256):
-            chunk = work[start:start + 256].permute(0, 3, 1, 2).float() / 255
-            pool.append(_augment(chunk, size, config, generator))
-    crops = torch.cat(pool)
-    if size != teacher_size:
-        raise FommError("a student input size different from the teacher's is not supported yet")
+    teacher_view = data.resized.get(teacher_size, data.crops)
     head = size // student_config.head_stride
     upscale = student_config.heatmap_size // head
-    targets = _teacher_targets(teacher_net, crops, head, device, report_phase("teacher"))
+    # The pool: plain crops (the tracking distribution) with their teacher targets, computed once,
+    # and augmented copies, redrawn every ``refresh_every`` steps. Student and teacher each get
+    # their own input size of the same (augmented) crop.
+    plain_student = torch.from_numpy(data.crops[train_idx])
+    plain_targets = _teacher_targets(teacher_net, torch.from_numpy(teacher_view[train_idx]), head, device,
+                                     report_phase("teacher"))
+    work = torch.from_numpy(data.resized[work_size][train_idx])
+
+    def augmented_pool() -> tuple[torch.Tensor, _Targets | None]:
+        if config.augmented_copies < 1:
+            return plain_student[:0], None
+        students, teachers = [], []
+        for _ in range(config.augmented_copies):
+            for start in range(0, len(work), 256):
+                chunk = work[start:start + 256].permute(0, 3, 1, 2).float() / 255
+                views = _augment(chunk, (size, teacher_size), config, generator)
+                students.append(views[0])
+                teachers.append(views[-1])
+        targets = _teacher_targets(teacher_net, torch.cat(teachers), head, device, report_phase("teacher"))
+        return torch.cat(students), targets
+
+    def merged(extra: tuple[torch.Tensor, _Targets | None]) -> tuple[torch.Tensor, _Targets]:
+        crops, targets = extra
+        if targets is None:
+            return plain_student, plain_targets
+        return torch.cat([plain_student, crops]), _Targets(*(
+            torch.cat([getattr(plain_targets, f.name), getattr(targets, f.name)]) for f in dataclasses.fields(_Targets)))
+
+    crops, targets = merged(augmented_pool())
     log.info("teacher targets for %d crops (%.1f s)", len(crops), time.monotonic() - started)
 
     student = StudentDetector(student_config).to(device)
@@ -356,11 +383,14 @@ def distill(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate)
     train_started = time.monotonic()
-    step, running = 0, {}
+    step, running, first = 0, {}, {}
     while step < config.steps:
         if config.minutes > 0 and time.monotonic() - train_started > 60 * config.minutes:
             log.info("time limit reached at step %d", step)
             break
+        if config.refresh_every > 0 and step > 0 and step % config.refresh_every == 0:
+            crops, targets = merged(augmented_pool())
+            log.info("step %d: new augmented copies drawn", step)
         student.train()
         batch = torch.randint(0, len(crops), (config.batch_size,), generator=generator)
         prediction = student(_images(crops[batch], device))
@@ -376,6 +406,8 @@ def distill(
         step += 1
         values = {name: float(v.detach()) for name, v in terms.items()} | {"total": float(total.detach())}
         running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in values.items()}
+        if step <= 10:  # the starting level of each loss term, for the report
+            first = {k: first.get(k, 0.0) + v / 10 for k, v in values.items()}
         if progress is not None:
             progress(DistillProgress("training", step, config.steps, dict(running)))
         if step % 100 == 0:
@@ -384,9 +416,13 @@ def distill(
     student.eval()
 
     report_phase("evaluating")(0, 1)
-    heldout = compare_detectors(teacher_net, student, data.crops[heldout_idx], data.boxes[heldout_idx], device)
-    sample = train_idx[:: max(1, len(train_idx) // len(heldout_idx))] if len(heldout_idx) else train_idx
-    seen = compare_detectors(teacher_net, student, data.crops[sample], data.boxes[sample], device)
+
+    def disagreement(indices: np.ndarray) -> dict[str, Any]:
+        return compare_detectors(teacher_net, student, teacher_view[indices], data.crops[indices],
+                                 data.boxes[indices], device)
+
+    heldout = disagreement(heldout_idx)
+    seen = disagreement(train_idx[:: max(1, len(train_idx) // max(1, len(heldout_idx)))])
     teacher_flops = count_flops(teacher_net, teacher_size)
     student_flops = count_flops(student, size)
     report = {
@@ -395,6 +431,8 @@ def distill(
         "heldout": heldout,
         "training_frames": seen,
         "steps": step,
+        "losses_first_10_steps": first,
+        "losses_final": running,
         "train_seconds": round(train_seconds, 1),
         "pool_size": int(len(crops)),
         "teacher_gflops": teacher_flops / 1e9,

@@ -28,7 +28,7 @@ from fomm_kp.models.student import StudentConfig, StudentDetector
 
 from conftest import SyntheticClip
 
-STUDENT = StudentConfig(num_keypoints=4, input_size=32, heatmap_size=32, widths=(8, 8, 16, 16),
+STUDENT = StudentConfig(num_keypoints=4, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                         blocks_per_stage=(0, 1, 0, 1), decoder_width=8)
 META = {"localized": False, "fixed_crop": [], "box_side": 48.0}
 
@@ -132,7 +132,7 @@ def test_load_for_tracking_kinds(checkpoints: tuple[Path, Path], tmp_path: Path)
 def _other_model_onnx(tmp_path: Path) -> Path:
     from fomm_kp.export import LoadedDetector
 
-    other = StudentConfig(num_keypoints=2, input_size=32, heatmap_size=32, widths=(8, 8, 8, 8),
+    other = StudentConfig(num_keypoints=2, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 8, 8),
                           blocks_per_stage=(0, 0, 0, 0), decoder_width=8)
     loaded = LoadedDetector(StudentDetector(other).eval(), builtin_config("tiny"), META, "student", 32, 2, "memory")
     path = tmp_path / "other.onnx"

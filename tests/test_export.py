@@ -29,7 +29,7 @@ from fomm_kp.geometry import inverse_2x2
 from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentConfig, StudentDetector
 
-SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, widths=(8, 8, 16, 16),
+SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                       blocks_per_stage=(0, 1, 0, 1), decoder_width=8)
 
 

@@ -23,12 +23,15 @@ from fomm_kp.models.student import (
 )
 from fomm_kp.config import to_dict
 
-SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, widths=(8, 8, 16, 16),
+SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                       blocks_per_stage=(0, 1, 0, 1), decoder_width=8)
 
 
-@pytest.mark.parametrize("config", [SMALL, StudentConfig(), dataclasses.replace(SMALL, head_stride=4),
-                                    dataclasses.replace(SMALL, estimate_jacobian=False)])
+@pytest.mark.parametrize("config", [
+    SMALL, StudentConfig(), dataclasses.replace(SMALL, head_stride=4), dataclasses.replace(SMALL, estimate_jacobian=False),
+    StudentConfig(num_keypoints=2, input_size=64, heatmap_size=32, stem_stride=4, widths=(8, 8, 8), blocks_per_stage=(0, 0, 1),
+                  decoder_width=8, head_stride=4),
+])
 def test_output_shapes_and_conventions(config: StudentConfig) -> None:
     torch.manual_seed(0)
     student = StudentDetector(config).eval()
@@ -82,7 +85,15 @@ def test_config_round_trip_and_validation() -> None:
     teacher = DetectorConfig(num_keypoints=7, input_size=96, temperature=0.2, estimate_jacobian=False)
     student = student_config_for(teacher)
     assert (student.num_keypoints, student.input_size, student.heatmap_size, student.temperature,
-            student.estimate_jacobian) == (7, 96, 96, 0.2, False)
+            student.estimate_jacobian, student.stem_stride) == (7, 192, 96, 0.2, False, 4)
+    same = student_config_for(teacher, input_scale=1)
+    assert (same.input_size, same.heatmap_size, same.stem_stride, same.head_stride) == (96, 96, 2, 2)
+    for config in (student, same):  # both put the head at half the teacher's heatmap side
+        assert config.input_size // config.head_stride == 48
+    with pytest.raises(FommError, match="input_scale"):
+        student_config_for(teacher, input_scale=3)
+    with pytest.raises(FommError, match="stem_stride"):
+        StudentConfig(stem_stride=8)
 
 
 def test_flop_counter_counts_convolutions() -> None:
@@ -94,9 +105,10 @@ def test_flop_counter_counts_convolutions() -> None:
 def test_default_student_is_a_tenth_of_the_cpu_teacher() -> None:
     teacher_config = builtin_config("cpu").model.detector
     teacher = KeypointDetector(teacher_config)
-    student = StudentDetector(student_config_for(teacher_config))
+    student_config = student_config_for(teacher_config)
+    student = StudentDetector(student_config)
     teacher_flops = count_flops(teacher, teacher_config.input_size)
-    student_flops = count_flops(student, teacher_config.input_size)
+    student_flops = count_flops(student, student_config.input_size)
     assert student_flops <= teacher_flops / 10
     assert student_flops <= 0.5e9
     assert count_parameters(student) < count_parameters(teacher) / 10

@@ -1,10 +1,12 @@
 """A mobile-style student keypoint detector, distilled from a trained FOMM detector (the teacher).
 
-Depthwise-separable encoder (strides 2 → 16) and a light top-down decoder with additive skips
-produce K heatmap logits and 4K jacobian maps at a low resolution (half the input side by default).
-The heatmap is the spatial softmax of those logits taken as if they were nearest-upsampled to the
-teacher's heatmap size, computed exactly at the low resolution (:func:`heatmap_head_outputs`), so
-the student's keypoints, covariances and concentration scores are on the teacher's grid and mean
+A patch-convolution stem (4×4, stride 4) and a depthwise-separable encoder (strides 4 → 32), then a
+light top-down decoder with additive skips, produce K heatmap logits and 4K jacobian maps at a
+quarter of the input side. By default the student reads crops at twice the teacher's input size
+(128 px for a 64-px teacher: it sees more detail for the same cost, and a 128-px crop needs no
+resize). The heatmap is the spatial softmax of the logits taken as if they were nearest-upsampled
+to the teacher's heatmap size, computed exactly at the low resolution (:func:`heatmap_head_outputs`),
+so the student's keypoints, covariances and concentration scores are on the teacher's grid and mean
 the same things, at a fraction of the cost. Jacobians are pooled from the jacobian maps with the
 heatmap, as in the teacher.
 
@@ -45,38 +47,49 @@ __all__ = [
 class StudentConfig:
     """Architecture of the student detector (stored as plain data in the student checkpoint).
 
-    ``widths`` are the encoder channels at strides 2, 4, 8, 16, …; the decoder climbs back to
-    ``head_stride`` with ``decoder_width`` channels. ``heatmap_size`` is the side of the heatmaps
-    (the teacher's, so that scores and covariances are comparable).
+    The stem (a ``stem_stride × stem_stride`` patch convolution, or 3×3 stride 2) brings the input
+    to stride ``stem_stride``; ``widths`` are the encoder channels there and at each further
+    halving; the decoder climbs back to ``head_stride`` with ``decoder_width`` channels.
+    ``heatmap_size`` is the side of the heatmaps (the teacher's, so that scores and covariances are
+    comparable); the student's input may be larger than the teacher's (it sees more detail).
     """
 
     num_keypoints: int = 10
-    input_size: int = 64
+    input_size: int = 128
     heatmap_size: int = 64
+    stem_stride: int = 4
     widths: tuple[int, ...] = (16, 32, 64, 96)
     blocks_per_stage: tuple[int, ...] = (0, 1, 1, 2)  # extra stride-1 residual DS blocks per stage
     decoder_width: int = 48
-    head_stride: int = 2
+    head_stride: int = 4
     temperature: float = 0.1
     estimate_jacobian: bool = True
 
     def __post_init__(self) -> None:
         if len(self.widths) < 2 or len(self.blocks_per_stage) != len(self.widths):
             raise FommError("student widths and blocks_per_stage must have the same length (at least 2)")
-        stride = 2 ** len(self.widths)
-        if self.input_size % stride:
-            raise FommError(f"student input_size {self.input_size} must be divisible by {stride}")
-        if self.head_stride not in [2**i for i in range(1, len(self.widths) + 1)]:
-            raise FommError(f"student head_stride must be a power of 2 between 2 and {stride}, got {self.head_stride}")
+        if self.stem_stride not in (2, 4):
+            raise FommError(f"student stem_stride must be 2 or 4, got {self.stem_stride}")
+        strides = [self.stem_stride * 2**i for i in range(len(self.widths))]
+        if self.input_size % strides[-1]:
+            raise FommError(f"student input_size {self.input_size} must be divisible by {strides[-1]}")
+        if self.head_stride not in strides:
+            raise FommError(f"student head_stride must be one of {strides}, got {self.head_stride}")
         if self.heatmap_size % (self.input_size // self.head_stride):
             raise FommError(f"heatmap_size {self.heatmap_size} must be a multiple of the head resolution "
                             f"{self.input_size // self.head_stride}")
 
 
-def student_config_for(teacher: DetectorConfig, **overrides: Any) -> StudentConfig:
-    """The default student for a teacher detector: same K, input and heatmap size, width overrides."""
-    base = StudentConfig(num_keypoints=teacher.num_keypoints, input_size=teacher.input_size,
-                         heatmap_size=teacher.input_size, temperature=teacher.temperature,
+def student_config_for(teacher: DetectorConfig, input_scale: int = 2, **overrides: Any) -> StudentConfig:
+    """The default student for a teacher detector: same K, temperature and heatmap size; input
+    ``input_scale`` × the teacher's (2: a 4-px patch stem, so 128-px crops cost what 64-px ones
+    would with a stride-2 stem; 1: the teacher's input with a stride-2 stem); head at half the
+    teacher's heatmap side."""
+    if input_scale not in (1, 2):
+        raise FommError(f"input_scale must be 1 or 2, got {input_scale}")
+    base = StudentConfig(num_keypoints=teacher.num_keypoints, input_size=teacher.input_size * input_scale,
+                         heatmap_size=teacher.input_size, stem_stride=2 * input_scale,
+                         head_stride=2 * input_scale, temperature=teacher.temperature,
                          estimate_jacobian=teacher.estimate_jacobian)
     return dataclasses.replace(base, **overrides) if overrides else base
 
@@ -189,7 +202,11 @@ class StudentDetector(nn.Module):
         super().__init__()
         self.config = config
         widths = config.widths
-        self.stem = _ConvBNReLU(3, widths[0], 3, stride=2)
+        if config.stem_stride == 4:  # patch convolution: each 4×4 block → one feature vector
+            self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 4, stride=4, bias=False), nn.BatchNorm2d(widths[0]),
+                                      nn.ReLU(inplace=True))
+        else:
+            self.stem = _ConvBNReLU(3, widths[0], 3, stride=2)
         stages = []
         previous = widths[0]
         for i, (width, extra) in enumerate(zip(widths, config.blocks_per_stage)):
@@ -201,7 +218,7 @@ class StudentDetector(nn.Module):
             previous = width
         self.stages = nn.ModuleList(stages)
         # Decoder: from the deepest stage up to head_stride, adding projected skips.
-        head_level = int(math.log2(config.head_stride)) - 1  # index of the stage at head_stride
+        head_level = int(math.log2(config.head_stride // config.stem_stride))  # the stage at head_stride
         d = config.decoder_width
         self.head_level = head_level
         self.top = _ConvBNReLU(widths[-1], d, 1)

@@ -1,0 +1,141 @@
+"""Distillation: held-out split, augmentation, crops as tracking takes them, end to end (tiny)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fomm_kp import api
+from fomm_kp.checkpoint import save_checkpoint
+from fomm_kp.config import builtin_config
+from fomm_kp.distill import DistillConfig, _augment, compare_detectors, distill, heldout_split, tracking_crops
+from fomm_kp.errors import FommError
+from fomm_kp.export import load_detector
+from fomm_kp.models import FOMM
+from fomm_kp.models.student import StudentDetector, student_config_for
+
+from conftest import disc_frames, write_video
+
+META = {"localized": False, "fixed_crop": [], "box_side": 64.0}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frames, _ = disc_frames(num_frames=60, width=64, height=48, seed=3)
+    return write_video(tmp_path_factory.mktemp("clip") / "disc60.mp4", frames, fps=10.0)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny teacher (32-px detector, 4 keypoints) with non-trivial batch-norm statistics."""
+    torch.manual_seed(0)
+    config = builtin_config("tiny")
+    network = FOMM(config.model)
+    g = torch.Generator().manual_seed(1)
+    for m in network.detector.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    states = {"detector": network.detector.state_dict(), "dense_motion": network.dense_motion.state_dict(),
+              "generator": network.generator.state_dict()}
+    if network.background is not None:
+        states["background"] = network.background.state_dict()
+    return Path(save_checkpoint(tmp_path_factory.mktemp("teacher") / "teacher.pt", config, states, 0, META))
+
+
+def test_heldout_split_blocks_and_guards() -> None:
+    train, heldout = heldout_split(200, 0.1, 5, guard=2)
+    assert len(heldout) == 20 and not set(train) & set(heldout)
+    starts = [i for i in heldout if i - 1 not in heldout]
+    assert len(starts) == 5 and max(starts) > 150 and min(starts) < 50  # spread over the clip
+    for index in heldout:  # nothing within 2 samples of a held-out frame is trained on
+        assert not {index - 2, index - 1, index + 1, index + 2} & set(train)
+    assert len(train) == 200 - 20 - 5 * 4
+    with pytest.raises(FommError, match="fraction"):
+        heldout_split(100, 1.5, 5, 2)
+
+
+def test_augment_identity_and_random() -> None:
+    generator = torch.Generator().manual_seed(0)
+    work = torch.rand(3, 3, 48, 48, generator=generator)
+    still = DistillConfig(rotation=0, scale=0, shift=0, color_jitter=0, noise=0)
+    big, small = _augment(work, (48, 24), still, generator)
+    assert big.dtype == torch.uint8 and big.shape == (3, 48, 48, 3) and small.shape == (3, 24, 24, 3)
+    expected = (work.clamp(0, 1) * 255).round().permute(0, 2, 3, 1)
+    assert (big.float() - expected).abs().max() <= 1
+    shrunk = F.interpolate(work, size=(24, 24), mode="bilinear", align_corners=False, antialias=True)
+    assert (small.float() - (shrunk * 255).round().permute(0, 2, 3, 1)).abs().max() <= 1
+    moved, _ = _augment(work, (48, 24), DistillConfig(), generator)
+    assert (moved.float() - expected).abs().mean() > 5  # a real change
+
+
+def test_tracking_crops_follow_the_model_meta(clip: Path, teacher: Path) -> None:
+    detector = load_detector(teacher)
+    data = tracking_crops(clip, detector.config, META, 32, max_frames=30, extra_sizes=(64,))
+    assert data.crops.shape == (30, 32, 32, 3) and data.resized[64].shape == (30, 64, 64, 3)
+    np.testing.assert_array_equal(data.frame_indices, np.arange(0, 60, 2))
+    np.testing.assert_array_equal(data.boxes, np.tile([0, 0, 64, 48], (30, 1)))
+    fixed = tracking_crops(clip, detector.config, {**META, "fixed_crop": [8, 4, 40, 36]}, 32, max_frames=60)
+    np.testing.assert_array_equal(fixed.boxes[0], [8, 4, 40, 36])
+
+
+@pytest.mark.slow
+def test_distill_end_to_end(clip: Path, teacher: Path, tmp_path: Path) -> None:
+    config = DistillConfig(steps=80, batch_size=16, max_frames=60, augmented_copies=1, holdout_blocks=3,
+                           refresh_every=40)
+    out = tmp_path / "student.pt"
+    result = distill(clip, teacher, out, config, device="cpu")
+    payload = torch.load(out, weights_only=True)
+    meta = payload["meta"]
+    assert meta["kind"] == "student" and meta["box_side"] == 64.0 and "student_config" in meta
+    report = result.report
+    assert report["steps"] == 80 and report["heldout"]["frames"] > 0
+    assert report["student_gflops"] < report["teacher_gflops"]
+
+    # Training moved the student towards the teacher: compare with the same student untrained.
+    loaded_teacher = load_detector(teacher)
+    student_config = student_config_for(loaded_teacher.config.model.detector)
+    assert result.model.detector_size == student_config.input_size == 64
+    data = tracking_crops(clip, loaded_teacher.config, META, 64, max_frames=60, extra_sizes=(32,))
+    untrained = StudentDetector(student_config).eval()
+    before = compare_detectors(loaded_teacher.module, untrained, data.resized[32], data.crops, data.boxes, torch.device("cpu"))
+    trained = load_detector(out)
+    after = compare_detectors(loaded_teacher.module, trained.module, data.resized[32], data.crops, data.boxes, torch.device("cpu"))
+    assert after["px256"]["median"] < before["px256"]["median"], (before["px256"], after["px256"])
+    assert report["losses_final"]["keypoints"] < 0.5 * report["losses_first_10_steps"]["keypoints"]
+
+    # The student tracks on every backend, with the same result (its input is 64 px, the teacher's 32).
+    on_torch = api.track(clip, api.load_model(out, backend="torch"), batch_size=16)
+    on_onnx = api.track(clip, api.load_model(out, backend="auto", device="cpu"), batch_size=16)
+    assert on_onnx.keypoints.shape == (60, 1, 4, 2)
+    np.testing.assert_allclose(on_onnx.keypoints, on_torch.keypoints, atol=5e-3)
+
+
+def test_distill_refuses_a_student_as_teacher(clip: Path, tmp_path: Path) -> None:
+    student_config = student_config_for(builtin_config("tiny").model.detector)
+    from fomm_kp.config import to_dict
+
+    path = save_checkpoint(tmp_path / "s.pt", builtin_config("tiny"), {"student": StudentDetector(student_config).state_dict()},
+                           0, {**META, "kind": "student", "student_config": to_dict(student_config)})
+    with pytest.raises(FommError, match="is a student checkpoint"):
+        distill(clip, path, tmp_path / "out.pt", DistillConfig(steps=1))
+
+
+@pytest.mark.slow
+def test_cli_distill(clip: Path, teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_cli_spine import run_cli
+
+    out, report = tmp_path / "student.pt", tmp_path / "report.json"
+    code, _, err = run_cli(["distill", str(clip), "--teacher", str(teacher), "--out", str(out), "--steps", "5",
+                            "--batch-size", "8", "--max-frames", "40", "--report", str(report)], capsys, monkeypatch)
+    assert code == 0, err
+    assert out.is_file() and "held-out student-teacher disagreement" in err and "GFLOPs/frame" in err
+    assert json.loads(report.read_text())["steps"] == 5
+    code, _, err = run_cli(["distill", str(clip), "--teacher", str(tmp_path / "missing.pt")], capsys, monkeypatch)
+    assert code == 2 and "error: checkpoint not found" in err
