@@ -3,14 +3,21 @@
     import fomm_kp
     model = fomm_kp.train("mouse.mp4", "runs/mouse", minutes=10)
     tracks = fomm_kp.track("mouse.mp4", model, out="tracks.npz", overlay="overlay.mp4")
-    fomm_kp.animate("photo.png", "driving.mp4", model, "animation.mp4", side_by_side=True)
+    clf = fomm_kp.fit_classifier(fomm_kp.motion_features(tracks), "labels.csv")
 """
 
 from fomm_kp.animate import animate
 from fomm_kp.api import load_model, track, train
+from fomm_kp.classify import classify, fit_classifier, load_classifier
 from fomm_kp.config import Config, load_config
+from fomm_kp.distill import distill
 from fomm_kp.errors import FommError
+from fomm_kp.evaluate import evaluate_labels
+from fomm_kp.export import export
+from fomm_kp.features import motion_features
 from fomm_kp.inference import Detections, Model
+from fomm_kp.motifs import find_motifs
+from fomm_kp.score import score
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 
 __version__ = "0.1.0"
@@ -19,7 +26,16 @@ __all__ = [
     "train",
     "load_model",
     "track",
+    "motion_features",
+    "fit_classifier",
+    "classify",
+    "load_classifier",
+    "score",
+    "find_motifs",
     "animate",
+    "distill",
+    "export",
+    "evaluate_labels",
     "Model",
     "Detections",
     "Tracks",
