@@ -150,18 +150,18 @@ def test_track_command_with_crop(tmp_path: Path, disc_clip: SyntheticClip, check
 
 @pytest.mark.slow
 def test_demo_command(tmp_path: Path, capsys, monkeypatch) -> None:
-    """``fomm-kp demo --steps 2`` on the first 96 frames of the bundled sample, with labelled
+    """``fomm-kp demo --steps 2`` on the first 64 frames of the bundled sample, with labelled
     segments inside them (the whole 563-frame clip costs minutes on one busy core, mostly
     tracking; ``make demo`` runs it in full)."""
     from fomm_kp import demo
     from fomm_kp.video import read_frames
 
     sample = demo.sample_video()
-    _, frames = read_frames(sample, stop=96)
+    _, frames = read_frames(sample, stop=64)
     short = write_video(tmp_path / "short" / "worm.mp4", frames, fps=probe(sample).fps)
     labels = tmp_path / "short" / "worm_labels.csv"
-    labels.write_text("video,start_frame,end_frame,label\nworm,0,30,crawl\nworm,32,50,coil\n"
-                      "worm,52,80,crawl\nworm,80,95,coil\n")
+    labels.write_text("video,start_frame,end_frame,label\nworm,0,20,crawl\nworm,22,34,coil\n"
+                      "worm,36,50,crawl\nworm,50,63,coil\n")
     monkeypatch.setattr(demo, "sample_video", lambda: short)
     monkeypatch.setattr(demo, "sample_labels", lambda: labels)
     out = tmp_path / "demo"
@@ -174,10 +174,10 @@ def test_demo_command(tmp_path: Path, capsys, monkeypatch) -> None:
     assert config.model == demo_config_model()
     tracks = load_tracks(out / "tracks.npz")
     info = probe(out / "overlay.mp4")
-    assert tracks.num_frames == info.num_frames == 96
+    assert tracks.num_frames == info.num_frames == 64
     assert info.width % 128 == 0 and info.width // 128 == info.height // 96
     assert tracks.num_keypoints == config.model.detector.num_keypoints
-    assert load_tracks(out / "tracks.csv").num_frames == 96
+    assert load_tracks(out / "tracks.csv").num_frames == 64
 
 
 def demo_config_model():
