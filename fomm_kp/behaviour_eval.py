@@ -4,7 +4,7 @@ The unit of evaluation is a labelled clip (:class:`Clip`): the windows of one ex
 behaviour. Few-shot protocol (:func:`run_episodes`): for each of many random draws, pick N
 behaviours that have at least K + 1 clips, K of them per behaviour as the support set, the others
 as queries; fit a classifier on the support windows; label each query clip by the class with the
-highest mean window probability. Report mean ± sd of accuracy and macro-F1 over draws, and the
+highest mean window log-probability. Report mean ± sd of accuracy and macro-F1 over draws, and the
 summed confusion matrix. :func:`leave_one_group_out` trains on every clip outside one group
 (e.g. one video) and tests on that group.
 
@@ -227,7 +227,9 @@ def _fit_predict(train: Sequence[Clip], test: Sequence[Clip], kind: str, options
     for clip in test:
         probs = clf.predict_proba_features(clip.features.columns(names))
         window_probs.append(probs)
-        predicted.append(clf.classes[int(np.argmax(probs.mean(axis=0)))])
+        # the clip's label: highest mean log-probability over its windows (for the prototype
+        # classifier this is the class nearest to the clip's mean feature vector)
+        predicted.append(clf.classes[int(np.argmax(np.log(np.maximum(probs, 1e-300)).mean(axis=0)))])
     return predicted, window_probs, clf.classes
 
 

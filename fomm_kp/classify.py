@@ -54,6 +54,8 @@ __all__ = [
     "fit_from_clips",
     "fit_window_classifier",
     "feature_standardisation",
+    "signed_log",
+    "fisher_weights",
     "predict_windows",
     "frame_probabilities",
     "enforce_min_bout",
@@ -90,8 +92,19 @@ class Segment:
 
 @dataclass(frozen=True)
 class ClassifierOptions:
-    """Settings of the classifier kinds (each kind reads its own)."""
+    """Settings of the classifier kinds (each kind reads its own).
 
+    Attributes:
+        signed_log: window kinds see ``sign(x) * log(1 + |x|)`` of each feature before
+            standardisation, which tames heavy-tailed speeds, accelerations and powers.
+        fisher_weights: ``prototype`` and ``knn`` weight each standardised feature by how far
+            apart the class means are compared with the spread inside classes (a diagonal
+            Fisher ratio from the training windows alone), so features that vary as much within
+            an example as between behaviours count little.
+    """
+
+    signed_log: bool = True
+    fisher_weights: bool = True
     knn_k: int = 5
     logistic_c: float = 0.5
     temporal_steps: int = 300
@@ -145,9 +158,15 @@ class Classifier:
         return len(self.classes)
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
-        """``(W, F)`` raw features → standardised, clipped, NaN → 0 (the training mean)."""
-        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        """``(W, F)`` raw features → (signed log when fitted so) standardised, clipped, NaN → 0."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.params.get("signed_log", False):
+            x = signed_log(x)
+        z = (x - self.mean) / self.scale
         return np.clip(np.nan_to_num(z, nan=0.0, posinf=_CLIP, neginf=-_CLIP), -_CLIP, _CLIP)
+
+    def _weights(self, n: int) -> np.ndarray:
+        return self.arrays["weights"] if "weights" in self.arrays else np.ones(n)
 
     def predict_proba_features(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(W, C)`` of raw window features ``x (W, F)`` (not for ``temporal``)."""
@@ -156,12 +175,14 @@ class Classifier:
         z = self.standardise(x)
         if self.kind == "prototype":
             protos = self.arrays["prototypes"]
-            d2 = ((z[:, None, :] - protos[None]) ** 2).mean(axis=2)
+            w = self._weights(z.shape[1])
+            d2 = (((z[:, None, :] - protos[None]) ** 2) * w).mean(axis=2)
             return _softmax(-d2 / (2.0 * float(self.params["spread"])))
         if self.kind == "knn":
             train, labels = self.arrays["train_x"], self.arrays["train_y"].astype(np.int64)
             k = min(int(self.params["k"]), len(train))
-            d2 = _sq_dists(z, train)
+            root_w = np.sqrt(self._weights(z.shape[1]))
+            d2 = _sq_dists(z * root_w, train * root_w)
             nearest = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(train) else np.argsort(d2, axis=1)[:, :k]
             weights = 1.0 / (np.take_along_axis(d2, nearest, axis=1) / z.shape[1] + 1e-3)
             probs = np.zeros((len(z), self.num_classes))
@@ -326,6 +347,20 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def signed_log(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * log(1 + |x|)``: keeps sign and order, compresses heavy tails (NaN stays NaN)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def fisher_weights(z: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-feature weight ``var(class means) / (mean within-class variance + 0.1)`` of standardised
+    windows ``z (W, F)``, normalised to mean 1 (all ones when every weight is zero)."""
+    means = np.stack([z[target == c].mean(axis=0) for c in range(num_classes)])
+    within = np.mean([z[target == c].var(axis=0) for c in range(num_classes)], axis=0)
+    w = means.var(axis=0) / (within + 0.1)
+    return w / w.mean() if w.mean() > 0 else np.ones_like(w)
+
+
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0.0)
 
@@ -482,20 +517,24 @@ def fit_window_classifier(
     if len(classes) < 2:
         raise FommError(f"need examples of at least 2 behaviours, got {list(classes)} (check the labels and the window length)")
     target = np.array([classes.index(v) for v in y], dtype=np.int64)
-    mean, scale = feature_standardisation(x)
-    base = Classifier(kind, classes, names, mean, scale, feature_config=feature_config)
+    x = np.asarray(x, dtype=np.float64)
+    common = {"signed_log": bool(options.signed_log)}
+    mean, scale = feature_standardisation(signed_log(x) if options.signed_log else x)
+    base = Classifier(kind, classes, names, mean, scale, params=common, feature_config=feature_config)
     z = base.standardise(x)
     counts = np.bincount(target, minlength=len(classes))
     log.info("fitting a %s classifier on %d windows: %s", kind, len(z), dict(zip(classes, counts.tolist())))
+    weights = {"weights": fisher_weights(z, target, len(classes))} if options.fisher_weights else {}
     if kind == "prototype":
         protos = np.stack([z[target == c].mean(axis=0) for c in range(len(classes))])
-        spread = float(((z - protos[target]) ** 2).mean())
+        w = weights.get("weights", np.ones(z.shape[1]))
+        spread = float((((z - protos[target]) ** 2) * w).mean())
         spread = spread if spread > 1e-6 else 1.0
-        return Classifier(kind, classes, names, mean, scale, {"prototypes": protos}, {"spread": spread}, feature_config)
+        return Classifier(kind, classes, names, mean, scale, {"prototypes": protos, **weights}, {**common, "spread": spread},
+                          feature_config)
     if kind == "knn":
-        return Classifier(
-            kind, classes, names, mean, scale, {"train_x": z, "train_y": target}, {"k": options.knn_k}, feature_config
-        )
+        return Classifier(kind, classes, names, mean, scale, {"train_x": z, "train_y": target, **weights},
+                          {**common, "k": options.knn_k}, feature_config)
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=options.logistic_c, max_iter=2000, class_weight="balanced", random_state=options.seed)
@@ -504,9 +543,8 @@ def fit_window_classifier(
     if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([0, w.x + b])
         coef = np.concatenate([np.zeros_like(coef), coef])
         intercept = np.concatenate([[0.0], intercept])
-    return Classifier(
-        kind, classes, names, mean, scale, {"coef": coef, "intercept": intercept}, {"C": options.logistic_c}, feature_config
-    )
+    return Classifier(kind, classes, names, mean, scale, {"coef": coef, "intercept": intercept},
+                      {**common, "C": options.logistic_c}, feature_config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -693,27 +731,27 @@ def _bouts(labels: np.ndarray) -> list[tuple[int, int, int]]:
 def enforce_min_bout(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.ndarray:
     """Merge bouts shorter than ``min_frames`` into a neighbouring bout.
 
-    The shortest short bout goes first; it takes the label of whichever neighbour's class has the
-    higher mean probability over the bout's frames. Unknown stretches (-1) are never changed and
-    never spread. A sequence with a single known bout is returned unchanged.
+    Shorter bouts go first (all bouts of 1 frame, then of 2, ...); each takes the label of
+    whichever neighbour's class has the higher mean probability over the bout's frames. Unknown
+    stretches (-1) are never changed and never spread. A bout with no known neighbour (e.g. the
+    only bout) is left as it is. Cost: ``O(min_frames * T)``.
     """
     labels = np.asarray(labels, dtype=np.int64).copy()
     probs = np.asarray(probs, dtype=np.float64)
-    if min_frames <= 1:
-        return labels
-    while True:
-        bouts = _bouts(labels)
-        candidates = []
-        for i, (lab, s, e) in enumerate(bouts):
-            neighbours = [bouts[j][0] for j in (i - 1, i + 1) if 0 <= j < len(bouts) and bouts[j][0] >= 0]
-            if lab >= 0 and e - s < min_frames and neighbours:
-                candidates.append((e - s, i, neighbours))
-        if not candidates:
-            return labels
-        _, i, neighbours = min(candidates)
-        _, s, e = bouts[i]
-        score = [np.nanmean(probs[s:e, n]) if np.isfinite(probs[s:e, n]).any() else -np.inf for n in neighbours]
-        labels[s:e] = neighbours[int(np.argmax(score))]
+    for length in range(1, max(int(min_frames), 1)):
+        changed = True
+        while changed:
+            changed = False
+            for lab, s, e in _bouts(labels):
+                if lab < 0 or e - s != length or labels[s] != lab:
+                    continue
+                neighbours = [int(labels[j]) for j in (s - 1, e) if 0 <= j < len(labels) and labels[j] >= 0]
+                if not neighbours:
+                    continue
+                score = [np.nanmean(probs[s:e, n]) if np.isfinite(probs[s:e, n]).any() else -np.inf for n in neighbours]
+                labels[s:e] = neighbours[int(np.argmax(score))]
+                changed = True
+    return labels
 
 
 def classify(

@@ -1,6 +1,6 @@
 """Unsupervised motifs: cluster feature windows when nobody has labelled anything yet.
 
-Windows of one or many videos are standardised, reduced with PCA, and clustered with k-means (the
+Windows of one or many videos are signed-log transformed and standardised, reduced with PCA, and clustered with k-means (the
 number of clusters chosen by the silhouette score) or a Gaussian mixture (chosen by BIC). For each
 motif the windows nearest its centre are written as short example clips, so a user can watch and
 name them; :meth:`Motifs.to_classifier` turns the motifs into a nearest-prototype classifier whose
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fomm_kp.classify import Classifier, feature_standardisation
+from fomm_kp.classify import Classifier, feature_standardisation, signed_log
 from fomm_kp.errors import FommError
 from fomm_kp.features import Features
 from fomm_kp.tracks import atomic_write
@@ -64,7 +64,7 @@ class Motifs:
         if len(names) != self.k or len(set(names)) != self.k:
             raise FommError(f"need {self.k} distinct motif names, got {names}")
         return Classifier("prototype", tuple(names), self.feature_names, self.mean, self.scale,
-                          {"prototypes": self.prototypes}, {"spread": self.spread}, self.feature_config)
+                          {"prototypes": self.prototypes}, {"spread": self.spread, "signed_log": True}, self.feature_config)
 
 
 def find_motifs(
@@ -102,6 +102,7 @@ def find_motifs(
         raise FommError(f"k_range must satisfy 2 <= k_min <= k_max, got {k_range}")
     if len(x) < k_hi + 1:
         raise FommError(f"{len(x)} windows are too few for up to {k_hi} motifs")
+    x = signed_log(x)  # as the classifiers do: heavy-tailed speeds and powers would dominate otherwise
     mean, scale = feature_standardisation(x)
     z = np.clip(np.nan_to_num((x - mean) / scale, nan=0.0), -8, 8)
     dims = int(min(max_dims, z.shape[1], len(z) - 1))

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
-        "protocol": "each tile is one clip (3 per behaviour); query clip label = argmax of mean window probability; "
+        "protocol": "each tile is one clip (3 per behaviour); query clip label = argmax of mean window log-probability; "
         "same seeded episode draws for every feature set; leave-one-tile-position-out trains on 2 tile positions, tests on the third",
         "feature_config": config.to_dict(),
         "pixel": evaluate(pixel_clips, args.shots, args.kinds, args.episodes, args.seed, out, "pixel"),

@@ -15,7 +15,7 @@ from fomm_kp.tracks import save_tracks
 
 from conftest import SyntheticClip
 from test_classify import make_tracks
-from test_cli_spine import assert_one_error_line, run_cli
+from test_cli_spine import assert_one_error_line, checkpoint, run_cli  # noqa: F401 (checkpoint is a fixture)
 
 
 @pytest.fixture
@@ -119,3 +119,27 @@ def test_classify_video_needs_checkpoint(tmp_path: Path, disc_clip: SyntheticCli
     run_cli(["fit", str(study["train"]), "--labels", str(study["labels"]), "--out", str(clf)], capsys, monkeypatch)
     code, _, err = run_cli(["classify", str(disc_clip.path), "--classifier", str(clf)], capsys, monkeypatch)
     assert_one_error_line(code, err, "--checkpoint")
+
+
+@pytest.mark.slow
+def test_classify_and_score_a_video_with_a_checkpoint(tmp_path: Path, disc_clip: SyntheticClip, checkpoint: Path,
+                                                      capsys, monkeypatch) -> None:
+    """A video source is tracked with the detector first (fomm_kp.api.track), then labelled."""
+    from fomm_kp import api
+    from fomm_kp.classify import fit_classifier, save_classifier
+    from fomm_kp.features import FeatureConfig
+
+    tracks = api.track(disc_clip.path, api.load_model(checkpoint))
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"video,start_frame,end_frame,label\n{disc_clip.path.name},0,11,first\n{disc_clip.path.name},12,23,second\n")
+    clf = fit_classifier(tracks, labels, config=FeatureConfig(window_seconds=(0.5,), stride_seconds=0.2))
+    clf_path = save_classifier(clf, tmp_path / "clf.npz")
+    code, stdout, err = run_cli(["classify", str(disc_clip.path), "--classifier", str(clf_path), "--checkpoint", str(checkpoint),
+                                 "--per-frame", str(tmp_path / "f.csv")], capsys, monkeypatch)
+    assert code == 0, err
+    assert "first" in stdout and "second" in stdout
+    assert len((tmp_path / "f.csv").read_text().splitlines()) == 1 + 24
+    code, _, err = run_cli(["score", str(disc_clip.path), "--classifier", str(clf_path), "--checkpoint", str(checkpoint),
+                            "--out", str(tmp_path / "report")], capsys, monkeypatch)
+    assert code == 0, err
+    assert (tmp_path / "report" / "ethograms" / "disc.png").is_file()
