@@ -149,15 +149,16 @@ def train(
 
 def load_model(
     checkpoint: str | os.PathLike, device: str | torch.device | None = None,
-    backend: str = "torch", engine: str | os.PathLike | None = None, threads: int | None = None,
+    backend: str = "auto", engine: str | os.PathLike | None = None, threads: int | None = None,
 ) -> Model | DetectorModel:
     """Load a trained model from a checkpoint written by :func:`train` (``weights_only`` loading).
 
-    A student checkpoint (``fomm-kp distill``), an exported ``.onnx`` file, or another ``backend``
-    (``onnx``, ``tensorrt``, ``auto``; ``engine`` = the .onnx/.engine file to run) gives a
-    :class:`fomm_kp.backends.DetectorModel`, which tracks like a :class:`Model` (see :mod:`fomm_kp.backends`).
+    A teacher loads as a :class:`Model` (on ``backend`` ``auto`` or ``torch``). A student checkpoint
+    (``fomm-kp distill``; ``auto`` runs it on ONNX Runtime on the CPU), an exported ``.onnx`` file,
+    or another ``backend`` (``onnx``, ``tensorrt``; ``engine`` = the .onnx/.engine file to run) gives
+    a :class:`fomm_kp.backends.DetectorModel`, which tracks like a :class:`Model`.
     """
-    if backend == "torch" and engine is None and Path(checkpoint).suffix.lower() != ".onnx":
+    if backend in ("auto", "torch") and engine is None and Path(checkpoint).suffix.lower() != ".onnx":
         _, _, _, meta = read_checkpoint(checkpoint)
         if meta.get("kind", "teacher") == "teacher":
             return Model.load(checkpoint, device)

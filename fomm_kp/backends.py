@@ -307,7 +307,7 @@ def load_for_tracking(
 
     A teacher on the ``torch`` backend loads as a full :class:`~fomm_kp.inference.Model`.
     """
-    from fomm_kp import export as export_module
+    from fomm_kp.export import export_onnx, load_detector, read_onnx_metadata
 
     source = Path(source)
     if not source.is_file():
@@ -315,8 +315,8 @@ def load_for_tracking(
     if source.suffix.lower() == ".onnx":
         import onnx
 
-        kind, config, meta, _ = export_module.read_onnx_metadata(onnx.load(str(source), load_external_data=False))
-        chosen = resolve_backend(backend, kind, device)
+        kind, config, meta, _ = read_onnx_metadata(onnx.load(str(source), load_external_data=False))
+        chosen = "onnx" if backend == "auto" else resolve_backend(backend, kind, device)
         if chosen == "torch":
             raise FommError("an .onnx file runs on the onnx or tensorrt backend; give the checkpoint for torch")
         if chosen == "tensorrt":
@@ -337,10 +337,10 @@ def load_for_tracking(
             raise FommError("--engine is for the onnx and tensorrt backends")
         if kind == "teacher":
             return Model.load(source, device)
-        detector = export_module.load_detector(source)
+        detector = load_detector(source)
         runtime = TorchBackend(detector.module, detector.input_size, detector.num_keypoints, choose_device(device))
         return DetectorModel(runtime, detector.config, detector.meta, kind)
-    detector = export_module.load_detector(source)
+    detector = load_detector(source)
     if chosen == "tensorrt":
         if engine is None:
             raise FommError("the tensorrt backend needs --engine MODEL.engine (fomm-kp export --tensorrt, "
@@ -349,7 +349,7 @@ def load_for_tracking(
     elif engine is not None:
         runtime = OnnxBackend(engine, threads, _onnx_providers(device))
     else:
-        runtime = OnnxBackend(export_module.export_onnx(detector), threads, _onnx_providers(device))
+        runtime = OnnxBackend(export_onnx(detector), threads, _onnx_providers(device))
     return _checked(DetectorModel(runtime, detector.config, detector.meta, kind), detector)
 
 

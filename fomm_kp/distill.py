@@ -72,7 +72,7 @@ class DistillConfig:
     jacobian_weight: float = 0.1
     covariance_weight: float = 10.0
     score_weight: float = 0.1
-    heatmap_weight: float = 0.01
+    heatmap_weight: float = 0.1
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
 

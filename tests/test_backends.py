@@ -117,13 +117,19 @@ def test_load_for_tracking_kinds(checkpoints: tuple[Path, Path], tmp_path: Path)
     assert isinstance(load_for_tracking(teacher, "torch", device="cpu"), Model)
     on_onnx = api.load_model(teacher, backend="onnx")
     assert isinstance(on_onnx, DetectorModel) and on_onnx.backend.name == "onnx"
-    assert api.load_model(student).backend.name == "torch"
+    assert api.load_model(student, backend="torch").backend.name == "torch"
+    assert api.load_model(student, device="cpu").backend.name == "onnx"  # the default for students
     assert api.load_model(student, backend="auto", device="cpu").backend.name == "onnx"
     # An exported file carries config and metadata: it tracks on its own.
     path = tmp_path / "student.onnx"
     export_onnx(load_detector(student), path)
     alone = api.load_model(path, backend="auto", device="cpu")
     assert alone.kind == "student" and alone.detector_size == 32 and alone.meta["box_side"] == 48.0
+    teacher_onnx = tmp_path / "teacher.onnx"
+    export_onnx(load_detector(teacher), teacher_onnx)
+    assert api.load_model(teacher_onnx).backend.name == "onnx"
+    with pytest.raises(FommError, match="runs on the onnx or tensorrt backend"):
+        api.load_model(teacher_onnx, backend="torch")
     # An engine file from another model is refused.
     with pytest.raises(FommError, match="not exported from it"):
         api.load_model(student, backend="onnx", engine=_other_model_onnx(tmp_path))

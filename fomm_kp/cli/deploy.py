@@ -35,12 +35,13 @@ def distill(
     """Distil the teacher's detector into a small, fast student; report their disagreement on held-out frames."""
     import dataclasses
 
-    from fomm_kp import distill as distill_module
+    from fomm_kp.distill import DistillConfig, DistillProgress
+    from fomm_kp.distill import distill as run_distill
     from fomm_kp.models.student import StudentConfig
 
     if not video.exists():
         raise FommError(f"video not found: {video}")
-    config = distill_module.DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
+    config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                                           max_frames=max_frames, seed=seed)
     student_config = None
     if width != 1.0:
@@ -55,11 +56,11 @@ def distill(
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("distilling", total=None, info="")
 
-        def on_progress(p: distill_module.DistillProgress) -> None:
+        def on_progress(p: DistillProgress) -> None:
             info = f"loss {p.losses['total']:.4f} (kp {p.losses['keypoints']:.4f})" if p.losses else ""
             bar.update(task, description=_PHASES.get(p.phase, p.phase), completed=p.done, total=p.total, info=info)
 
-        result = distill_module.distill(video, teacher, out, config, student_config, device, on_progress)
+        result = run_distill(video, teacher, out, config, student_config, device, on_progress)
     r = result.report
     held = r["heldout"]
     console.print(f"student -> {result.checkpoint}: {r['student_gflops']:.3f} GFLOPs/frame "
@@ -88,13 +89,14 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (TensorRT 8.5 / JetPack 5 parses up to 17)."),
 ) -> None:
     """Export a detector to ONNX (checked, compared with PyTorch) and optionally build a TensorRT engine."""
-    from fomm_kp import export as export_module
+    from fomm_kp.export import export as run_export
+    from fomm_kp.export import export_tensorrt, tensorrt_profile
 
     if fp16 and int8:
         raise FommError("choose one of --fp16 and --int8")
     if (fp16 or int8) and tensorrt is None:
         raise FommError("--fp16/--int8 set the TensorRT engine's precision: add --tensorrt MODEL.engine")
-    report = export_module.export(
+    report = run_export(
         checkpoint, onnx, dynamic_batch=batch is None, batch_size=batch or 1, opset=opset,
         progress=lambda text: console.print(f"[dim]{text}[/dim]"),
     )
@@ -104,6 +106,6 @@ def export(
             raise FommError(f"{onnx} exceeds TensorRT 8.5's limits (see above): no engine built")
         precision = "int8" if int8 else "fp16"
         console.print(f"[dim]building the TensorRT engine ({precision})[/dim]")
-        export_module.export_tensorrt(checkpoint, onnx, tensorrt, precision, video,
-                                      batch_sizes=export_module.tensorrt_profile(batch is None, batch or 1, max_batch))
+        export_tensorrt(checkpoint, onnx, tensorrt, precision, video,
+                                      batch_sizes=tensorrt_profile(batch is None, batch or 1, max_batch))
         console.print(f"TensorRT engine ({precision}) -> {tensorrt}")
