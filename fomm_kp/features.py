@@ -316,9 +316,16 @@ def _grouped_derivatives(x: np.ndarray, dt: float, window: int, order: int = 3) 
     (one keypoint going missing does not cut the others' runs). Returns ``order`` arrays (T, G, D)."""
     t, g, d = x.shape
     outs = [np.full((t, g, d), np.nan) for _ in range(order)]
+    valid = np.isfinite(x).all(axis=2)  # (T, G)
+    # groups that share one pattern of valid rows are filtered together (one call per pattern)
+    patterns: dict[bytes, list[int]] = {}
     for j in range(g):
-        for o, values in enumerate(_derivatives(x[:, j], dt, window, order)):
-            outs[o][:, j] = values
+        patterns.setdefault(np.packbits(valid[:, j]).tobytes(), []).append(j)
+    for members in patterns.values():
+        cols = np.asarray(members)
+        block = x[:, cols].reshape(t, -1)
+        for o, values in enumerate(_derivatives(block, dt, window, order)):
+            outs[o][:, cols] = values.reshape(t, len(cols), d)
     return outs
 
 

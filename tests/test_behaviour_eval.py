@@ -111,6 +111,7 @@ def test_pixel_features_of_a_crop(tmp_path: Path) -> None:
     assert part.start_frames[0] == 10 and part.end_frames[-1] == 40
 
 
+@pytest.mark.slow
 def test_evaluate_behaviour_on_a_clip_table(tmp_path: Path) -> None:
     tracks_dir = tmp_path / "tracks"
     rows = ["video,start_frame,end_frame,label,x0,y0,x1,y1"]
