@@ -208,12 +208,17 @@ def plot_spectrogram(
     times = np.asarray(frame_indices, dtype=np.float64) / fps
     fig, axes = plt.subplots(c, 1, figsize=(10, 1.2 + 1.3 * c), sharex=True, squeeze=False)
     logp = np.log10(power + 1e-6)
-    finite = logp[np.isfinite(logp)]
-    vmin, vmax = (np.percentile(finite, 2), np.percentile(finite, 99.5)) if finite.size else (0.0, 1.0)
+    # colour limits from panels that move at all (a keypoint fixed in the body frame is ~0 everywhere)
+    live = logp[:, :, np.nanmax(power, axis=(0, 1)) > 1e-3] if c else logp
+    finite = live[np.isfinite(live)]
+    vmin, vmax = (np.percentile(finite, 2), np.percentile(finite, 99.5)) if finite.size else (-6.0, 0.0)
+    ticks = [f for f in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if freqs.min() <= f <= freqs.max()]
     for j in range(c):
         ax = axes[j, 0]
         mesh = ax.pcolormesh(times, freqs, logp[:, :, j].T, shading="nearest", cmap="magma", vmin=vmin, vmax=vmax)
         ax.set_yscale("log")
+        ax.set_yticks(ticks, labels=[f"{f:g}" for f in ticks])
+        ax.minorticks_off()
         ax.set_ylabel(f"{names[j]}\nHz", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time (s)")
