@@ -20,7 +20,7 @@ Examples::
 
     python scripts/bsoid_benchmark.py --pixel-only                     # no detector needed
     python scripts/bsoid_benchmark.py --blob                           # + blob stand-in keypoints
-    python scripts/bsoid_benchmark.py --train-minutes 20 --out runs/bsoid   # train, track, compare
+    python scripts/bsoid_benchmark.py --train-minutes 20 --config gpu --out runs/bsoid   # train, track, compare
     python scripts/bsoid_benchmark.py --tracks-dir runs/bsoid/tracks   # reuse tracks
 
 Writes ``<out>/results.json``, a confusion-matrix PNG per feature set and shot count, and prints
@@ -179,7 +179,8 @@ def detector_tracks(args: argparse.Namespace, videos: dict[str, Path], out: Path
         model = api.load_model(args.checkpoint)
     else:
         log.info("training a detector on %s (steps=%s, minutes=%s)", tiles_video, args.train_steps, args.train_minutes)
-        model = api.train(tiles_video, out / "detector", steps=args.train_steps, minutes=args.train_minutes)
+        model = api.train(tiles_video, out / "detector", config=args.config, steps=args.train_steps,
+                          minutes=args.train_minutes)
     whole = api.track(tiles_video, model)
     save_tracks(whole, out / "tiles_tracks.npz")
     (out / "tracks").mkdir(parents=True, exist_ok=True)
@@ -226,9 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="detector checkpoint to track the tiles with")
     p.add_argument("--train-minutes", type=float, default=None, help="train a detector on the tiles for this long")
     p.add_argument("--train-steps", type=int, default=None, help="train a detector on the tiles for this many steps")
+    p.add_argument("--config", default=None, help="detector training config: cpu (default), gpu, tiny or a YAML file")
+    p.add_argument("--behaviours", nargs="+", default=None, help="only these behaviours (quick checks)")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--kinds", nargs="+", default=["prototype", "logistic", "knn"])
-    p.add_argument("--episodes", type=int, default=300)
+    p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--window-seconds", type=float, nargs="+", default=[0.5, 2.0])
     p.add_argument("--stride-seconds", type=float, default=0.25)
@@ -239,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     videos = list_videos(args.data)
+    if args.behaviours:
+        unknown = sorted(set(args.behaviours) - set(videos))
+        if unknown:
+            raise FommError(f"unknown behaviours {unknown}; the data has {sorted(videos)}")
+        videos = {k: v for k, v in videos.items() if k in args.behaviours}
     config = FeatureConfig(window_seconds=tuple(args.window_seconds), stride_seconds=args.stride_seconds)
     want_detector = not args.pixel_only and (args.tracks_dir or args.checkpoint or args.train_minutes or args.train_steps)
 
