@@ -46,7 +46,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from fomm_kp.behaviour_eval import Clip, leave_one_group_out, motion_energy, motion_energy_features, plot_confusion, run_episodes
-from fomm_kp.classify import ClassifierOptions
 from fomm_kp.errors import FommError
 from fomm_kp.features import FeatureConfig, motion_features, resolve_config
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks

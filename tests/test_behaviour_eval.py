@@ -20,7 +20,7 @@ from fomm_kp.behaviour_eval import (
     run_episodes,
 )
 from fomm_kp.errors import FommError
-from fomm_kp.features import FeatureConfig, Features, motion_features
+from fomm_kp.features import FeatureConfig, Features
 from fomm_kp.tracks import save_tracks
 from fomm_kp.video import VideoWriter
 
