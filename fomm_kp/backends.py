@@ -118,8 +118,13 @@ def onnxruntime_available() -> bool:
 
 
 def onnx_session(model: bytes | str | os.PathLike, threads: int | None = None,
-                 providers: list[str] | None = None) -> Any:
-    """An ONNX Runtime inference session (full graph optimisation, ``threads`` intra-op threads)."""
+                 providers: list[str] | None = None, spin: bool = False) -> Any:
+    """An ONNX Runtime inference session (full graph optimisation, ``threads`` intra-op threads).
+
+    Idle worker threads sleep instead of spin-waiting unless ``spin``: the video decoder runs in
+    the same process, and on a shared 2-core machine spinning halved the student's throughput
+    (743 vs 1,166 frames/s, 2 threads, scripts/benchmark_deploy.py's network).
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -129,6 +134,7 @@ def onnx_session(model: bytes | str | os.PathLike, threads: int | None = None,
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     providers = providers or ["CPUExecutionProvider"]
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing:
@@ -176,9 +182,9 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, engine_path: str | os.PathLike) -> None:
-        from fomm_kp.export import INPUT_NAME, OUTPUT_NAMES, _require_tensorrt
+        from fomm_kp.export import INPUT_NAME, OUTPUT_NAMES, require_tensorrt
 
-        trt = _require_tensorrt()
+        trt = require_tensorrt()
         if not torch.cuda.is_available():
             raise FommError("the tensorrt backend needs a CUDA GPU visible to torch")
         path = Path(engine_path)

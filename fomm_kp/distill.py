@@ -7,8 +7,8 @@ The student (:class:`~fomm_kp.models.student.StudentDetector`) learns to reprodu
 keypoints, jacobians, covariances, scores and (pooled) heatmaps on crops taken exactly as tracking
 takes them (the teacher's localisation, box side and input size), plus augmented copies (rotation,
 scale, shift, brightness/contrast, noise) whose targets are the teacher's outputs on the augmented
-crop itself. The teacher's outputs are computed once into a pool, so the student's steps cost only
-the student. Frames in contiguous blocks spread over the video (with guard frames on both sides)
+crop itself. The teacher's outputs are computed into a pool (the augmented part redrawn every
+``refresh_every`` steps when set), so the student's steps cost only the student. Frames in contiguous blocks spread over the video (with guard frames on both sides)
 are held out; the report gives the disagreement on them in pixels of a 256-px crop and of the
 original frame.
 """
@@ -72,7 +72,7 @@ class DistillConfig:
     jacobian_weight: float = 0.1
     covariance_weight: float = 10.0
     score_weight: float = 0.1
-    heatmap_weight: float = 0.1
+    heatmap_weight: float = 0.5
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
 

@@ -53,6 +53,7 @@ __all__ = [
     "check_onnx",
     "compare_onnx",
     "tensorrt_available",
+    "require_tensorrt",
     "build_tensorrt_engine",
     "export_tensorrt",
     "export",
@@ -429,7 +430,8 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, str(getattr(trt, "__version__", "unknown"))
 
 
-def _require_tensorrt() -> Any:
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module, or :class:`FommError` saying how to build engines without it."""
     ok, detail = tensorrt_available()
     if not ok:
         raise FommError(
@@ -458,7 +460,7 @@ def build_tensorrt_engine(
     cropped as for tracking), fed to an entropy calibrator through CUDA tensors of torch. Raises
     :class:`FommError` with a clear message when TensorRT is not importable.
     """
-    trt = _require_tensorrt()
+    trt = require_tensorrt()
     data = Path(onnx_model).read_bytes() if isinstance(onnx_model, (str, os.PathLike)) else bytes(onnx_model)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -554,7 +556,7 @@ def export_tensorrt(
     """Build a TensorRT engine from an exported model; INT8 calibration frames are crops of ``video``
     (default: the training video) taken as tracking takes them. Fails with a clear message, before
     any work, when TensorRT is not importable."""
-    _require_tensorrt()
+    require_tensorrt()
     if not isinstance(detector, LoadedDetector):
         detector = load_detector(detector)
     calibration = None

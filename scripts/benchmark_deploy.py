@@ -14,7 +14,8 @@ pipeline, as ``fomm_kp.track`` cuts it from the frame):
   adds it;
 - with a GPU: torch (CUDA) and ONNX Runtime (CUDAExecutionProvider, when installed) throughput.
 
-Timings: ``--threads`` intra-op threads for torch and ONNX Runtime (default 2), batches of
+Timings: ``--threads`` intra-op threads for torch and ONNX Runtime (default 2; the students are
+also timed on 1 thread), ONNX Runtime as tracking runs it (worker threads sleep, not spin), batches of
 ``--batch`` (default 64) crops, the median over repeats for at least ``--seconds`` per figure. The
 machine's load average is recorded: on a shared machine other processes slow every figure.
 
@@ -156,12 +157,15 @@ def main() -> None:
     student_tensor = torch.from_numpy(student_images)
     with torch.no_grad():
         torch_student = timed(lambda: student.module(student_tensor), args.batch, args.seconds)
+        torch.set_num_threads(1)
+        torch_single = timed(lambda: student.module(student_tensor), args.batch, args.seconds)
+        torch.set_num_threads(args.threads)
     onnx_student = timed(lambda: session.run(None, {"images": student_images}), args.batch, args.seconds)
     onnx_single = timed(lambda: single.run(None, {"images": student_images}), args.batch, args.seconds)
     for size in args.sizes:
         resize = resize_cost(size, s) if size != s else 0.0
-        for label, timing in (("student (torch)", torch_student), ("student (onnxruntime)", onnx_student),
-                              ("student (onnxruntime, 1 thread)", onnx_single)):
+        for label, timing in (("student (torch)", torch_student), ("student (torch, 1 thread)", torch_single),
+                              ("student (onnxruntime)", onnx_student), ("student (onnxruntime, 1 thread)", onnx_single)):
             report({"model": label, "crop_size": size, "network_input": s, **timing,
                     "resize_ms_per_frame": 1e3 * resize,
                     "pipeline_fps": 1 / (1 / timing["fps_median"] + resize)})

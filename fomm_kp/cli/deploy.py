@@ -28,6 +28,7 @@ def distill(
     batch_size: int = typer.Option(64, min=1, help="Crops per step."),
     max_frames: int = typer.Option(3000, min=10, help="Frames read from the video (evenly strided)."),
     width: float = typer.Option(1.0, min=0.25, help="Multiplier of the student's channel widths."),
+    refresh_every: int = typer.Option(0, min=0, help="Draw new augmented crops (and teacher targets) every N steps; 0: once."),
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
     report: Optional[Path] = typer.Option(None, help="Also write the disagreement report as JSON."),
@@ -42,7 +43,7 @@ def distill(
     if not video.exists():
         raise FommError(f"video not found: {video}")
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
-                                          max_frames=max_frames, seed=seed)
+                                          max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = None
     if width != 1.0:
         from fomm_kp.export import load_detector
