@@ -215,6 +215,8 @@ def track(
     frame_indices = np.zeros(total, dtype=np.int64)
     colors = keypoint_colors(k)
     writer = VideoWriter(overlay, info.fps / stride) if overlay is not None else None
+    # Small videos are enlarged in the overlay (integer factor) so that dots and trails stay legible.
+    zoom = max(1, 384 // max(info.width, info.height))
     history: list[np.ndarray] = []
     row = 0
     batch_frames, batch_crops, batch_boxes, batch_index = [], [], [], []
@@ -235,10 +237,13 @@ def track(
         frame_indices[sl] = batch_index
         if writer is not None:
             for i, frame in enumerate(batch_frames):
-                history.append(keypoints[row + i, 0])
+                points = (keypoints[row + i, 0] + 0.5) * zoom - 0.5
+                history.append(points)
                 del history[:-trail]
+                if zoom > 1:
+                    frame = np.repeat(np.repeat(frame, zoom, axis=0), zoom, axis=1)
                 drawn = draw_trails(frame, np.stack(history), colors)
-                writer.write(draw_keypoints(drawn, keypoints[row + i, 0], colors))
+                writer.write(draw_keypoints(drawn, points, colors))
         row += n
         batch_frames.clear(), batch_crops.clear(), batch_boxes.clear(), batch_index.clear()
         if progress is not None:
