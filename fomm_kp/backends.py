@@ -23,8 +23,7 @@ import torch
 
 from fomm_kp.config import Config
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Detections, Model, _to_pixels, choose_device
-from fomm_kp.video import crop_frame, resize_frame
+from fomm_kp.inference import Detections, Model, _to_pixels, choose_device, detector_crops
 
 __all__ = [
     "BACKENDS",
@@ -254,18 +253,7 @@ class DetectorModel:
     def detect(self, frames: np.ndarray, boxes: np.ndarray | None = None) -> Detections:
         """Detect keypoints in uint8 frames ``(B, H, W, 3)``, optionally cropped to ``boxes`` ``(B, 4)``
         (x0, y0, x1, y1); coordinates in pixels of the uncropped frames (as :meth:`Model.detect`)."""
-        frames = np.asarray(frames)
-        if frames.ndim == 3:
-            frames = frames[None]
-        b, h, w = frames.shape[:3]
-        if boxes is None:
-            boxes = np.tile(np.array([0, 0, w, h], dtype=np.float64), (b, 1))
-        boxes = np.asarray(boxes, dtype=np.float64)
-        if boxes.shape != (b, 4):
-            raise FommError(f"boxes must have shape ({b}, 4), got {boxes.shape}")
-        size = self.detector_size
-        crops = np.stack([resize_frame(crop_frame(f, box), size) for f, box in zip(frames, boxes)])
-        return self.detect_resized(crops, boxes)
+        return self.detect_resized(*detector_crops(frames, boxes, self.detector_size))
 
     def detect_resized(self, crops: np.ndarray, boxes: np.ndarray) -> Detections:
         """Detect in crops ``(B, S, S, 3)`` already resized to the input size; map back through ``boxes``."""

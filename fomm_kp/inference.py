@@ -21,7 +21,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.models import FOMM
 from fomm_kp.video import crop_frame, resize_frame
 
-__all__ = ["Model", "Detections", "choose_device", "frames_to_images"]
+__all__ = ["Model", "Detections", "choose_device", "frames_to_images", "detector_crops"]
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +98,7 @@ class Model:
         With ``boxes`` ``(B, 4)`` (x0, y0, x1, y1 in pixels of ``frames``), each frame is cropped to
         its box first; coordinates are returned in pixels of the uncropped frames either way.
         """
-        frames = np.asarray(frames)
-        if frames.ndim == 3:
-            frames = frames[None]
-        size = self.detector_size
-        b, h, w = frames.shape[:3]
-        if boxes is None:
-            boxes = np.tile(np.array([0, 0, w, h], dtype=np.float64), (b, 1))
-        boxes = np.asarray(boxes, dtype=np.float64)
-        if boxes.shape != (b, 4):
-            raise FommError(f"boxes must have shape ({b}, 4), got {boxes.shape}")
-        crops = np.stack([resize_frame(crop_frame(f, box), size) for f, box in zip(frames, boxes)])
-        return self.detect_resized(crops, boxes)
+        return self.detect_resized(*detector_crops(frames, boxes, self.detector_size))
 
     @torch.no_grad()
     def detect_resized(self, crops: np.ndarray, boxes: np.ndarray) -> Detections:
@@ -117,6 +106,21 @@ class Model:
         images = frames_to_images(crops, self.device)
         out = self.network.detector(images)
         return _to_pixels(out.keypoints, out.scores, out.jacobians, out.covariances, boxes)
+
+
+def detector_crops(frames: np.ndarray, boxes: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut uint8 frames ``(B, H, W, 3)`` (or one frame) to ``boxes`` ``(B, 4)`` (default: whole
+    frames) and resize to ``size``; returns ``(crops (B, size, size, 3), boxes (B, 4))``."""
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    b, h, w = frames.shape[:3]
+    if boxes is None:
+        boxes = np.tile(np.array([0, 0, w, h], dtype=np.float64), (b, 1))
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.shape != (b, 4):
+        raise FommError(f"boxes must have shape ({b}, 4), got {boxes.shape}")
+    return np.stack([resize_frame(crop_frame(f, box), size) for f, box in zip(frames, boxes)]), boxes
 
 
 def _to_pixels(keypoints: torch.Tensor, scores: torch.Tensor, jacobians: torch.Tensor,
