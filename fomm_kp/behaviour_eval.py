@@ -40,6 +40,7 @@ __all__ = [
     "read_clip_table",
     "keypoint_clips",
     "pixel_clips",
+    "evaluate_clip_set",
     "evaluate_behaviour",
 ]
 
@@ -464,6 +465,38 @@ def pixel_clips(rows: Sequence[dict], base_dir: str | os.PathLike, config: Featu
     ]
 
 
+def evaluate_clip_set(
+    clips: list[Clip], shots: Sequence[int], kinds: Sequence[str], episodes: int, seed: int,
+    out_dir: str | os.PathLike, name: str, group_name: str = "group", title_prefix: str = "",
+) -> dict:
+    """K-shot episodes per classifier kind and shot count, plus leave-one-group-out, for one feature set.
+
+    Writes a confusion PNG per kind and shot count into ``out_dir``; returns
+    ``{"<kind>/<k>-shot": {...}, "<kind>/leave-one-<group_name>-out": {...}}``. A shot count (or a
+    leave-one-out) that the clips do not allow is recorded as skipped.
+    """
+    out = Path(out_dir)
+    res: dict = {}
+    for kind in kinds:
+        for k in shots:
+            key = f"{kind}/{k}-shot"
+            try:
+                r = run_episodes(clips, k_shot=k, episodes=episodes, kind=kind, seed=seed)
+            except FommError as exc:
+                res[key] = {"skipped": str(exc)}
+                continue
+            res[key] = r.to_dict()
+            plot_confusion(r.confusion, r.classes, out / f"confusion_{name}_{kind}_{k}shot.png",
+                           title=f"{title_prefix}{r.n_way}-way {k}-shot, {name} features, {kind} ({episodes} episodes)")
+        if len({c.group for c in clips}) >= 2:
+            key = f"{kind}/leave-one-{group_name}-out"
+            try:
+                res[key] = leave_one_group_out(clips, kind=kind)
+            except FommError as exc:
+                res[key] = {"skipped": str(exc)}
+    return res
+
+
 def evaluate_behaviour(
     table: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -498,23 +531,6 @@ def evaluate_behaviour(
         raise FommError("nothing to evaluate: keypoints and pixel baseline are both off")
     results: dict = {"table": str(table), "clips": len(rows), "feature_config": config.to_dict()}
     for name, clips in sets.items():
-        res: dict = {}
-        for kind in kinds:
-            for k in shots:
-                key = f"{kind}/{k}-shot"
-                try:
-                    r = run_episodes(clips, k_shot=k, episodes=episodes, kind=kind, seed=seed)
-                except FommError as exc:
-                    res[key] = {"skipped": str(exc)}
-                    continue
-                res[key] = r.to_dict()
-                plot_confusion(r.confusion, r.classes, out / f"confusion_{name}_{kind}_{k}shot.png",
-                               title=f"{r.n_way}-way {k}-shot, {name} features, {kind} ({episodes} episodes)")
-            if len({c.group for c in clips}) >= 2:
-                try:
-                    res[f"{kind}/leave-one-group-out"] = leave_one_group_out(clips, kind=kind)
-                except FommError as exc:
-                    res[f"{kind}/leave-one-group-out"] = {"skipped": str(exc)}
-        results[name] = res
+        results[name] = evaluate_clip_set(clips, shots, kinds, episodes, seed, out, name)
     atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
     return results

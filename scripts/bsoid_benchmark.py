@@ -45,7 +45,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from fomm_kp.behaviour_eval import Clip, leave_one_group_out, motion_energy, motion_energy_features, plot_confusion, run_episodes
+from fomm_kp.behaviour_eval import Clip, evaluate_clip_set, motion_energy, motion_energy_features
 from fomm_kp.errors import FommError
 from fomm_kp.features import FeatureConfig, motion_features, resolve_config
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
@@ -199,21 +199,9 @@ def detector_tracks(args: argparse.Namespace, videos: dict[str, Path], out: Path
 
 
 def evaluate(clips: list[Clip], shots: list[int], kinds: list[str], episodes: int, seed: int, out: Path, tag: str) -> dict:
-    results: dict = {}
-    for kind in kinds:
-        for k in shots:
-            key = f"{kind}/{k}-shot"
-            try:
-                res = run_episodes(clips, k_shot=k, episodes=episodes, kind=kind, seed=seed)
-            except FommError as exc:
-                results[key] = {"skipped": str(exc)}
-                continue
-            plot_confusion(res.confusion, res.classes, out / f"confusion_{tag}_{kind}_{k}shot.png",
-                           title=f"B-SOiD {res.n_way}-way {k}-shot, {tag} features, {kind} ({episodes} episodes)")
-            results[key] = res.to_dict()
-        lo = leave_one_group_out(clips, kind=kind)
-        results[f"{kind}/leave-one-tile-position-out"] = lo
-    return results
+    # Groups are the tile positions (0/450/900 px), so leave-one-group-out leaves one position out.
+    return evaluate_clip_set(clips, shots, kinds, episodes, seed, out, tag,
+                             group_name="tile-position", title_prefix="B-SOiD ")
 
 
 def main(argv: list[str] | None = None) -> int:
