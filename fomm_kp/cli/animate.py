@@ -8,20 +8,12 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fomm_kp.cli.app import app, evaluate_app
+from fomm_kp.cli.app import app, evaluate_app, console, progress_bar
 from fomm_kp.errors import FommError
 
-console = Console(stderr=True)
 
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    )
 
 
 @app.command()
@@ -50,8 +42,8 @@ def animate(
     if not checkpoint.exists():
         raise FommError(f"checkpoint not found: {checkpoint}")
     model = Model.load(checkpoint, device=device)
-    with _progress() as bar:
-        task = bar.add_task("animating", total=None)
+    with progress_bar() as bar:
+        task = bar.add_task("animating", total=None, info="")
         result = animate_fn(
             source, driving, model, out, relative=relative, adapt_scale=adapt_scale, best_frame=best_frame,
             source_frame=source_frame, side_by_side=side_by_side, show_keypoints=keypoints, size=size,
@@ -83,8 +75,8 @@ def reconstruction(
     if not checkpoint.exists():
         raise FommError(f"checkpoint not found: {checkpoint}")
     model = Model.load(checkpoint, device=device)
-    with _progress() as bar:
-        task = bar.add_task("reconstructing", total=None)
+    with progress_bar() as bar:
+        task = bar.add_task("reconstructing", total=None, info="")
         report = evaluate_reconstruction(
             model, videos, landmarks=None if landmarks == "none" else landmarks, landmark_size=landmark_size,
             start=start, stop=stop, stride=stride, batch_size=batch_size,

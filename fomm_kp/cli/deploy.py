@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fomm_kp.cli.app import app
+from fomm_kp.cli.app import app, console, progress_bar
 from fomm_kp.errors import FommError
 
-console = Console(stderr=True)
 
 _PHASES = {"frames": "reading frames", "teacher": "teacher targets", "training": "distilling", "evaluating": "evaluating"}
 
@@ -53,8 +50,7 @@ def distill(
         student_config = dataclasses.replace(
             base, widths=tuple(max(8, int(round(w * width / 8)) * 8) for w in StudentConfig().widths),
             decoder_width=max(8, int(round(StudentConfig().decoder_width * width / 8)) * 8))
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("distilling", total=None, info="")
 
         def on_progress(p: DistillProgress) -> None:

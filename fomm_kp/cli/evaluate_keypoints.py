@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fomm_kp.cli.app import evaluate_app
+from fomm_kp.cli.app import evaluate_app, console, progress_bar
 from fomm_kp.errors import FommError
 
-console = Console(stderr=True)
 
 
 @evaluate_app.command("keypoints")
@@ -37,9 +34,8 @@ def keypoints(
 
     if fold_mode not in ("shuffled", "blocks"):
         raise FommError(f"--fold-mode must be 'shuffled' or 'blocks', got '{fold_mode}'")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("detecting", total=None)
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("detecting", total=None, info="")
         evaluation = evaluate_labels(
             labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained, folds=folds,
             fold_mode=fold_mode, use_confidence=confidence, individual=individual, background=background,

@@ -6,21 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fomm_kp.cli.app import app
+from fomm_kp.cli.app import app, console, progress_bar
 from fomm_kp.errors import FommError
 
-console = Console(stderr=True)
 
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
-    )
 
 
 _TRACK_SUFFIXES = (".npz", ".csv", ".slp", ".nwb")
@@ -43,7 +33,7 @@ def train_with_progress(video: Path, out: Path, **kwargs):
     """Run :func:`fomm_kp.train` under a rich progress bar showing loss and ETA."""
     from fomm_kp import api
 
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("training", total=None, info="preparing frames")
 
         def on_step(p) -> None:
@@ -60,7 +50,7 @@ def train_with_progress(video: Path, out: Path, **kwargs):
 def track_with_progress(video: Path, model, **kwargs):
     from fomm_kp import api
 
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("tracking", total=None, info="")
 
         def on_batch(done: int, total: int) -> None:
