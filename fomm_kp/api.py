@@ -124,7 +124,8 @@ def train(
     )
     log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
     pairs = FramePairs(data, config.train.min_gap, config.train.max_gap, config.train.flip,
-                       config.train.color_jitter, seed=config.train.seed + start_step)
+                       config.train.color_jitter, seed=config.train.seed + start_step,
+                       rotate90=config.train.rotate90)
     network = FOMM(config.model)
     optimizer_state = None
     if states is not None:

@@ -93,9 +93,12 @@ class LossConfig:
     motion_weight: float = 4.0
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
+    equivariance_rotation: float = 0.0  # degrees: the equivariance warp also rotates by up to this
     perceptual: float = 0.0  # VGG-19 perceptual loss; needs perceptual_weights
     perceptual_weights: str = ""  # local path to torchvision-layout vgg19 weights (.pth)
     background_prior: float = 0.1  # keeps the learned background transform small
+    separation: float = 0.0  # weight of the keypoint separation prior (0: off)
+    separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class TrainConfig:
     max_gap: int = 30
     max_frames: int = 3000  # frames held in memory for sampling pairs (evenly strided)
     flip: bool = True
+    rotate90: bool = False  # random quarter turns (same for both frames): for top views
     color_jitter: float = 0.1
     mixed_precision: bool = True  # bf16 autocast on CPUs that support it, fp16 on CUDA
     seed: int = 0

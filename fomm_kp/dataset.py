@@ -78,11 +78,13 @@ class FramePairs:
 
     The gap between the two frames is drawn from ``[min_gap, max_gap]`` original frames (converted
     to the stride of the stored frames, at least 1), both directions equally likely. Augmentation
-    is the same for both frames of a pair: horizontal flip and brightness/contrast jitter.
+    is the same for both frames of a pair: horizontal flip, optionally a quarter-turn rotation (for
+    top views, where a subject may face any way), and brightness/contrast jitter.
     """
 
     def __init__(
         self, data: TrainingFrames, min_gap: int, max_gap: int, flip: bool, color_jitter: float, seed: int = 0,
+        rotate90: bool = False,
     ) -> None:
         self.frames = torch.from_numpy(data.frames)  # uint8 (T, S, S, 3)
         count = len(self.frames)
@@ -93,6 +95,7 @@ class FramePairs:
         self.max_gap = max(1, min(count - 1, int(round(max_gap / stride))))
         self.min_gap = min(max(1, int(round(min_gap / stride))), self.max_gap)
         self.flip = flip
+        self.rotate90 = rotate90
         self.color_jitter = color_jitter
         self.rng = np.random.default_rng(seed)
 
@@ -118,6 +121,13 @@ class FramePairs:
             flips = torch.from_numpy(self.rng.random(batch_size) < 0.5)
             source[flips] = source[flips].flip(-1)
             driving[flips] = driving[flips].flip(-1)
+        if self.rotate90:
+            turns = self.rng.integers(0, 4, size=batch_size)
+            for k in range(1, 4):
+                chosen = torch.from_numpy(turns == k)
+                if chosen.any():
+                    source[chosen] = source[chosen].rot90(k, dims=(-2, -1))
+                    driving[chosen] = driving[chosen].rot90(k, dims=(-2, -1))
         if self.color_jitter > 0:
             j = self.color_jitter
             brightness = torch.from_numpy(self.rng.uniform(-j, j, size=(batch_size, 1, 1, 1))).float()

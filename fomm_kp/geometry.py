@@ -88,6 +88,9 @@ def inverse_2x2(matrices: torch.Tensor) -> torch.Tensor:
 class RandomWarp:
     """A random affine + thin-plate-spline transform per batch element (FOMM's equivariance warp).
 
+    ``max_rotation`` (radians) adds a large rotation to the affine part: for top views, where a
+    keypoint must stay on its body part whichever way the subject faces.
+
     ``warp_coordinates`` maps points of the *warped* image to points of the original image, which
     is what ``grid_sample`` needs: ``warp_images(x)[p] = x[warp_coordinates(p)]``.
     """
@@ -100,12 +103,18 @@ class RandomWarp:
         points_tps: int = 5,
         device=None,
         generator: torch.Generator | None = None,
+        max_rotation: float = 0.0,
     ) -> None:
         def normal(*shape: int) -> torch.Tensor:
             return torch.randn(*shape, generator=generator).to(device)
 
         eye = torch.eye(2, 3).to(device)
         self.theta = eye.unsqueeze(0) + sigma_affine * normal(batch_size, 2, 3)
+        if max_rotation > 0:  # then a rotation about the centre by an angle in ±max_rotation (radians)
+            angle = (2 * torch.rand(batch_size, generator=generator) - 1).to(device) * max_rotation
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+            self.theta = rotation @ self.theta
         axis = torch.linspace(-1, 1, points_tps)
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
         self.control_points = torch.stack([xx, yy], dim=-1).view(-1, 2).to(device)

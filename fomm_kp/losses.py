@@ -13,7 +13,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.geometry import RandomWarp, inverse_2x2
 from fomm_kp.models.keypoint_detector import KeypointOutput
 
-__all__ = ["ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "VGG19Perceptual"]
+__all__ = ["ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "separation_loss", "VGG19Perceptual"]
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -66,16 +66,31 @@ def reconstruction_loss(
     return total
 
 
+def separation_loss(keypoints: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Mean over keypoint pairs of ``exp(-d² / 2σ²)`` for ``(B, K, 2)`` normalised keypoints.
+
+    A prior that keeps the K keypoints from collapsing onto one spot, so that they spread over the
+    subject (Zhang et al. 2018 use the same form). ``sigma`` is in normalised units (frame = 2).
+    """
+    count = keypoints.shape[1]
+    if count < 2:
+        return keypoints.new_zeros(())
+    squared = (keypoints.unsqueeze(1) - keypoints.unsqueeze(2)).pow(2).sum(-1)
+    off_diagonal = ~torch.eye(count, dtype=torch.bool, device=keypoints.device)
+    return torch.exp(-squared[:, off_diagonal] / (2 * sigma**2)).mean()
+
+
 def equivariance_losses(
     detector: nn.Module, driving: torch.Tensor, kp_driving: KeypointOutput,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, max_rotation: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """FOMM's equivariance: detect on a randomly warped frame and map back through the warp.
 
     Returns ``(value_loss, jacobian_loss)``: L1 between the keypoints of the frame and the warped-back
     keypoints of the warped frame, and L1 between ``J_d⁻¹ · (∂T · J_t)`` and the identity.
+    ``max_rotation`` (radians) adds a rotation of up to that angle to the warp.
     """
-    warp = RandomWarp(driving.shape[0], device=driving.device, generator=generator)
+    warp = RandomWarp(driving.shape[0], device=driving.device, generator=generator, max_rotation=max_rotation)
     warped = warp.warp_images(driving)
     kp_warped: KeypointOutput = detector(warped)
     mapped = warp.warp_coordinates(kp_warped.keypoints)

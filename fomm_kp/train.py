@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import Config
 from fomm_kp.dataset import FramePairs
 from fomm_kp.geometry import to_pixels
-from fomm_kp.losses import VGG19Perceptual, equivariance_losses, motion_weights, reconstruction_loss
+from fomm_kp.losses import (
+    VGG19Perceptual, equivariance_losses, motion_weights, reconstruction_loss, separation_loss,
+)
 from fomm_kp.models import FOMM
 from fomm_kp.viz import draw_keypoints, image_row
 
@@ -112,10 +115,16 @@ class Trainer:
             if self.perceptual is not None:
                 terms["perceptual"] = cfg.loss.perceptual * self.perceptual(out.prediction.float(), driving)
             if cfg.loss.equivariance_value > 0 or cfg.loss.equivariance_jacobian > 0:
-                value, jacobian = equivariance_losses(self.model.detector, driving, out.kp_driving, self.generator)
+                value, jacobian = equivariance_losses(
+                    self.model.detector, driving, out.kp_driving, self.generator,
+                    max_rotation=math.radians(cfg.loss.equivariance_rotation),
+                )
                 terms["equivariance"] = cfg.loss.equivariance_value * value
                 if cfg.model.detector.estimate_jacobian:
                     terms["equivariance_jacobian"] = cfg.loss.equivariance_jacobian * jacobian
+            if cfg.loss.separation > 0:
+                points = torch.cat([out.kp_source.keypoints, out.kp_driving.keypoints]).float()
+                terms["separation"] = cfg.loss.separation * separation_loss(points, cfg.loss.separation_sigma)
             if out.background is not None and cfg.loss.background_prior > 0:
                 eye = torch.eye(2, 3, device=self.device)
                 terms["background"] = cfg.loss.background_prior * (out.background - eye).abs().mean()

@@ -133,3 +133,24 @@ def test_one_frame_video_is_an_error(tmp_path: Path) -> None:
     path = write_video(tmp_path / "one.mp4", frames)
     with pytest.raises(FommError, match="at least 2"):
         load_training_frames(path, 16, 100)
+
+
+def test_quarter_turns_rotate_both_frames_of_a_pair_alike() -> None:
+    count, size = 10, 6
+    rng = np.random.default_rng(1)
+    pattern = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    frames = np.stack([(pattern.astype(int) + 11 * i) % 256 for i in range(count)]).astype(np.uint8)
+    data = TrainingFrames(frames, np.arange(count), np.tile([0.0, 0, size, size], (count, 1)), 25.0, "x")
+    pairs = FramePairs(data, 1, 4, flip=False, color_jitter=0.0, seed=5, rotate90=True)
+    state = pairs.rng.bit_generator.state
+    first, second = pairs.sample_indices(64)
+    pairs.rng.bit_generator.state = state
+    source, driving = pairs.sample(64)
+    as_image = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    seen = set()
+    for b in range(64):
+        turns = [k for k in range(4) if torch.allclose(source[b], as_image[first[b]].rot90(k, dims=(-2, -1)))]
+        assert len(turns) == 1  # the pattern has no rotational symmetry
+        assert torch.allclose(driving[b], as_image[second[b]].rot90(turns[0], dims=(-2, -1)))
+        seen.add(turns[0])
+    assert seen == {0, 1, 2, 3}

@@ -147,13 +147,15 @@ def test_random_warp_is_reproducible_with_a_generator() -> None:
     assert not torch.allclose(a.warp_coordinates(points), c.warp_coordinates(points))
 
 
-def test_warp_property_blob_follows_the_point_back() -> None:
+@pytest.mark.parametrize("max_rotation", [0.0, math.pi])
+def test_warp_property_blob_follows_the_point_back(max_rotation: float) -> None:
     """Draw a blob at p, warp the image, soft-argmax the warped blob: warping that point back gives p."""
     torch.manual_seed(0)
     batch, size = 6, 96
     points = (torch.rand(batch, 1, 2) - 0.5) * 0.9  # keep the blob well inside after warping
     blobs = gaussian_heatmaps(points, size, size, variance=0.0015)  # (B, 1, H, W), σ ≈ 1.9 px
-    warp = RandomWarp(batch, sigma_affine=0.1, sigma_tps=0.01, generator=torch.Generator().manual_seed(1))
+    warp = RandomWarp(batch, sigma_affine=0.1, sigma_tps=0.01, generator=torch.Generator().manual_seed(1),
+                      max_rotation=max_rotation)
     warped = warp.warp_images(blobs)
     warped = warped / warped.sum(dim=(2, 3), keepdim=True)
     found = soft_argmax(warped)  # the blob's position in the warped image

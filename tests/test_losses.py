@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -118,8 +119,19 @@ def test_equivariance_value_loss_small_for_an_equivariant_detector() -> None:
     assert jacobian > 1e-3  # identity jacobians are not equivariant under a random affine
 
 
+def test_equivariance_under_large_rotations_spares_an_equivariant_detector_only() -> None:
+    images = _blob_images(8)
+    blob, fixed = BlobDetector(), FixedDetector()
+    small, _ = equivariance_losses(fixed, images, fixed(images), torch.Generator().manual_seed(2))
+    value, _ = equivariance_losses(blob, images, blob(images), torch.Generator().manual_seed(2), max_rotation=math.pi)
+    value_fixed, _ = equivariance_losses(fixed, images, fixed(images), torch.Generator().manual_seed(2),
+                                         max_rotation=math.pi)
+    assert value < 5e-3
+    assert value_fixed > 3 * small  # a half-turn range moves points far more than FOMM's small affine
+
+
 class NoWarp(RandomWarp):
-    def __init__(self, batch_size: int, device=None, generator=None) -> None:
+    def __init__(self, batch_size: int, device=None, generator=None, max_rotation: float = 0.0) -> None:
         super().__init__(batch_size, sigma_affine=0.0, sigma_tps=0.0, device=device, generator=generator)
 
 
@@ -164,3 +176,16 @@ def test_perceptual_loss_rejects_files_that_are_not_vgg19(tmp_path: Path) -> Non
     torch.save({"conv.weight": torch.zeros(8, 3, 3, 3)}, unrelated)
     with pytest.raises(FommError, match="does not hold VGG-19 weights"):
         VGG19Perceptual(unrelated)
+
+
+def test_separation_loss_is_high_for_collapsed_keypoints_and_pushes_them_apart() -> None:
+    from fomm_kp.losses import separation_loss
+
+    collapsed = torch.zeros(2, 5, 2)
+    assert separation_loss(collapsed, 0.1).item() == pytest.approx(1.0)
+    spread = torch.tensor([[[-0.8, -0.8], [0.8, -0.8], [0.0, 0.0], [-0.8, 0.8], [0.8, 0.8]]])
+    assert separation_loss(spread, 0.1).item() < 1e-6
+    assert separation_loss(torch.zeros(1, 1, 2), 0.1).item() == 0.0
+    points = torch.tensor([[[0.0, 0.0], [0.05, 0.0]]], requires_grad=True)
+    separation_loss(points, 0.1).backward()
+    assert points.grad[0, 0, 0] > 0 and points.grad[0, 1, 0] < 0  # descent moves them apart
