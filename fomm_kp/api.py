@@ -123,9 +123,15 @@ def train(
         boxes=None if boxes is None else boxes[1], box_frame_indices=None if boxes is None else boxes[0],
     )
     log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
+    if config.data.any_orientation == "auto":  # resolved once; the checkpoint keeps the decision
+        orientation = "on" if boxes is not None and crop is None else "off"
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, any_orientation=orientation))
+        log.info("any orientation: %s (%s)", orientation,
+                 "subject localised" if orientation == "on" else "whole-frame subject or fixed crop")
+    any_orientation = config.data.any_orientation == "on"
     pairs = FramePairs(data, config.train.min_gap, config.train.max_gap, config.train.flip,
                        config.train.color_jitter, seed=config.train.seed + start_step,
-                       rotate90=config.train.rotate90)
+                       rotate90=any_orientation)
     network = FOMM(config.model)
     optimizer_state = None
     if states is not None:

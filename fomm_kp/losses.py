@@ -3,6 +3,7 @@ optional VGG-19 perceptual loss from local weights, and keypoint/jacobian equiva
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -13,7 +14,10 @@ from fomm_kp.errors import FommError
 from fomm_kp.geometry import RandomWarp, inverse_2x2
 from fomm_kp.models.keypoint_detector import KeypointOutput
 
-__all__ = ["ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "separation_loss", "VGG19Perceptual"]
+__all__ = [
+    "ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "rotation_equivariance_loss",
+    "separation_loss", "VGG19Perceptual",
+]
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,15 +86,14 @@ def separation_loss(keypoints: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def equivariance_losses(
     detector: nn.Module, driving: torch.Tensor, kp_driving: KeypointOutput,
-    generator: torch.Generator | None = None, max_rotation: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """FOMM's equivariance: detect on a randomly warped frame and map back through the warp.
 
     Returns ``(value_loss, jacobian_loss)``: L1 between the keypoints of the frame and the warped-back
     keypoints of the warped frame, and L1 between ``J_d⁻¹ · (∂T · J_t)`` and the identity.
-    ``max_rotation`` (radians) adds a rotation of up to that angle to the warp.
     """
-    warp = RandomWarp(driving.shape[0], device=driving.device, generator=generator, max_rotation=max_rotation)
+    warp = RandomWarp(driving.shape[0], device=driving.device, generator=generator)
     warped = warp.warp_images(driving)
     kp_warped: KeypointOutput = detector(warped)
     mapped = warp.warp_coordinates(kp_warped.keypoints)
@@ -100,6 +103,20 @@ def equivariance_losses(
     eye = torch.eye(2, device=driving.device, dtype=product.dtype)
     jacobian = (eye - product).abs().mean()
     return value, jacobian
+
+
+def rotation_equivariance_loss(
+    detector: nn.Module, images: torch.Tensor, keypoints: torch.Tensor, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Keypoints must turn with the image: detect on a copy rotated by a random angle (any angle,
+    plus FOMM's small affine + TPS) and map back; L1 to ``keypoints`` ``(B, K, 2)``.
+
+    For top views, where the subject faces every way: without it a keypoint can stay put in the
+    crop while the subject turns under it. Only positions: jacobians keep FOMM's small-warp loss.
+    """
+    warp = RandomWarp(images.shape[0], device=images.device, generator=generator, max_rotation=math.pi)
+    kp_warped: KeypointOutput = detector(warp.warp_images(images))
+    return (keypoints - warp.warp_coordinates(kp_warped.keypoints)).abs().mean()
 
 
 _VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)

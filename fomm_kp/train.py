@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from fomm_kp.config import Config
 from fomm_kp.dataset import FramePairs
 from fomm_kp.geometry import to_pixels
 from fomm_kp.losses import (
-    VGG19Perceptual, equivariance_losses, motion_weights, reconstruction_loss, separation_loss,
+    VGG19Perceptual, equivariance_losses, motion_weights, reconstruction_loss, rotation_equivariance_loss,
+    separation_loss,
 )
 from fomm_kp.models import FOMM
 from fomm_kp.viz import draw_keypoints, image_row
@@ -115,13 +115,14 @@ class Trainer:
             if self.perceptual is not None:
                 terms["perceptual"] = cfg.loss.perceptual * self.perceptual(out.prediction.float(), driving)
             if cfg.loss.equivariance_value > 0 or cfg.loss.equivariance_jacobian > 0:
-                value, jacobian = equivariance_losses(
-                    self.model.detector, driving, out.kp_driving, self.generator,
-                    max_rotation=math.radians(cfg.loss.equivariance_rotation),
-                )
+                value, jacobian = equivariance_losses(self.model.detector, driving, out.kp_driving, self.generator)
                 terms["equivariance"] = cfg.loss.equivariance_value * value
                 if cfg.model.detector.estimate_jacobian:
                     terms["equivariance_jacobian"] = cfg.loss.equivariance_jacobian * jacobian
+            if cfg.data.any_orientation == "on" and cfg.loss.rotation_equivariance > 0:
+                terms["rotation_equivariance"] = cfg.loss.rotation_equivariance * rotation_equivariance_loss(
+                    self.model.detector, driving, out.kp_driving.keypoints, self.generator
+                )
             if cfg.loss.separation > 0:
                 points = torch.cat([out.kp_source.keypoints, out.kp_driving.keypoints]).float()
                 terms["separation"] = cfg.loss.separation * separation_loss(points, cfg.loss.separation_sigma)

@@ -41,6 +41,7 @@ def test_train_returns_a_model(trained: Model) -> None:
     assert trained.step == 3
     assert trained.num_keypoints == 4 and trained.detector_size == 32
     assert trained.meta["localized"] is False and trained.meta["fixed_crop"] == []
+    assert trained.config.data.any_orientation == "off"  # 'auto' resolved: a whole-frame subject
     assert trained.meta["num_training_frames"] == 24
     assert not trained.network.training
     assert Path(trained.meta["video"]).name == "disc.mp4"
@@ -169,9 +170,12 @@ def test_localized_training_and_tracking_follow_the_subject(tmp_path: Path, disc
     """With localisation on, crops follow the disc and keypoints come back in frame pixels near it."""
     pytest.importorskip("fomm_kp.localize")
     config = builtin_config("tiny")
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize="on"))
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize="on"),
+                                 loss=dataclasses.replace(config.loss, rotation_equivariance=1.0))
     model = api.train(disc_clip.path, tmp_path, config=config, steps=1, device="cpu")
     assert model.meta["localized"] is True
+    assert model.config.data.any_orientation == "on"  # 'auto' resolved: a localised subject may face any way
+    assert "rotation_equivariance" in api.load_model(tmp_path / "checkpoint.pt").meta["losses"]
     side = model.meta["box_side"]
     assert 16 <= side <= 48
     tracks = api.track(disc_clip.path, model)
