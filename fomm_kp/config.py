@@ -93,11 +93,15 @@ class LossConfig:
     motion_weight: float = 4.0
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
-    equivariance_rotation: float = 0.0  # degrees: the equivariance warp also rotates by up to this
+    # Keypoints turn with the frame, any angle (only when data.any_orientation is on). Off: at 1 on
+    # dlc-openfield it made keypoints worse within the CPU budget (docs/keypoint_accuracy.md).
+    rotation_equivariance: float = 0.0
     perceptual: float = 0.0  # VGG-19 perceptual loss; needs perceptual_weights
     perceptual_weights: str = ""  # local path to torchvision-layout vgg19 weights (.pth)
     background_prior: float = 0.1  # keeps the learned background transform small
-    separation: float = 0.0  # weight of the keypoint separation prior (0: off)
+    # Keypoint separation prior (0: off): without it keypoints bunch up on one spot of the subject
+    # (dlc-openfield: regression error 13.9 → 9.4–10.2 px with it; docs/keypoint_accuracy.md).
+    separation: float = 1.0
     separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
 
 
@@ -111,7 +115,6 @@ class TrainConfig:
     max_gap: int = 30
     max_frames: int = 3000  # frames held in memory for sampling pairs (evenly strided)
     flip: bool = True
-    rotate90: bool = False  # random quarter turns (same for both frames): for top views
     color_jitter: float = 0.1
     mixed_precision: bool = True  # bf16 autocast on CPUs that support it, fp16 on CUDA
     seed: int = 0
@@ -125,6 +128,10 @@ class TrainConfig:
 class DataConfig:
     localize: Literal["auto", "on", "off"] = "auto"  # crop around a small moving subject
     box_margin: float = 1.5  # crop side = margin × subject size (when localising)
+    # The subject may face any way in the frame (top views of animals): quarter-turn augmentation and
+    # the rotation-equivariance loss. auto: on when the subject is localised (a small subject in a
+    # large frame, as in arena footage), off for whole-frame subjects (faces, upright scenes).
+    any_orientation: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass(frozen=True)
