@@ -1,9 +1,11 @@
-"""Speed of the spine: training-step time and tracking frames/s at 128 and 256 px, with FLOPs.
+"""Speed of the spine: training-step time and tracking frames/s at 64, 128 and 256 px, with FLOPs.
 
 Model variants (``--variants``):
 
-- ``cpu128``: the built-in ``cpu`` config as shipped: 128 px frames reconstructed, detector and
-  dense-motion network on 64 px, reduced widths.
+- ``cpu``: the built-in ``cpu`` config as shipped (the default): 64 px frames reconstructed,
+  detector on 64 px, dense-motion network on 32 px, reduced widths.
+- ``cpu128``: the built-in ``cpu128`` config: 128 px frames, detector and dense-motion network on
+  64 px, the same widths (the CPU default until 2026-11-22).
 - ``cpu256``: the same widths with 256 px frames and the detector and dense-motion network on
   128 px (the 256-px CPU variant; not a built-in config).
 - ``gpu256``: the built-in ``gpu`` config, the FOMM paper's vox-256 shapes (256 px frames,
@@ -25,7 +27,7 @@ What is measured, per variant:
 
 Prints a markdown table and writes JSON (``--out``). Example::
 
-    python scripts/benchmark_speed.py --threads 2                 # CPU, cpu128 + cpu256
+    python scripts/benchmark_speed.py --threads 2                 # CPU: cpu, cpu128, cpu256
     python scripts/benchmark_speed.py --device cuda               # + gpu256, on a GPU
 """
 
@@ -51,15 +53,15 @@ from fomm_kp.dataset import FramePairs, TrainingFrames
 from fomm_kp.models import FOMM
 from fomm_kp.train import Trainer, autocast_context
 
-VARIANTS = ("cpu128", "cpu256", "gpu256")
+VARIANTS = ("cpu", "cpu128", "cpu256", "gpu256")
 
 
 def variant_config(name: str, batch: int) -> Config:
     """The config of a benchmark variant, with the training batch size set."""
-    if name == "cpu128":
-        config = builtin_config("cpu")
+    if name in ("cpu", "cpu128"):
+        config = builtin_config(name)
     elif name == "cpu256":
-        config = builtin_config("cpu")
+        config = builtin_config("cpu128")
         model = config.model
         config = dataclasses.replace(config, model=dataclasses.replace(
             model, image_size=256,
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--variants", default=None, help=f"comma-separated, from {', '.join(VARIANTS)} "
-                        "(default: cpu128,cpu256 on CPU, all three on CUDA)")
+                        "(default: cpu,cpu128,cpu256 on CPU, all four on CUDA)")
     parser.add_argument("--batch", type=int, default=8, help="training batch size (default 8)")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps (default 2)")
     parser.add_argument("--warmup", type=int, default=0, help="untimed training steps before the timed ones (default 0)")
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no GPU")
     torch.set_num_threads(args.threads)
-    names = args.variants.split(",") if args.variants else (list(VARIANTS) if device.type == "cuda" else ["cpu128", "cpu256"])
+    names = args.variants.split(",") if args.variants else (list(VARIANTS) if device.type == "cuda" else ["cpu", "cpu128", "cpu256"])
     load_before = os.getloadavg()
     started = time.perf_counter()
     results = []
