@@ -67,19 +67,26 @@ def test_batches_are_full_even_for_a_two_frame_clip(batch_size: int) -> None:
         assert (driving >= 0).all() and (driving <= 1).all()
 
 
-def test_sample_pairs_match_their_indices_and_flip_together() -> None:
-    count, size = 12, 6
-    rng = np.random.default_rng(0)
-    pattern = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    # Each frame: an asymmetric pattern plus a frame-specific offset.
-    frames = np.stack([(pattern.astype(int) + 7 * i) % 256 for i in range(count)]).astype(np.uint8)
+def _pattern_pairs(count: int, pattern_seed: int, step: int, **augment):
+    """Sample 64 pairs from frames that are an asymmetric pattern plus a frame-specific offset ``step·i``.
+
+    Returns ``(first, second, source, driving, as_image)``: the sampled frame indices, the sampled
+    (augmented) pairs and the unaugmented frames as ``(T, 3, S, S)`` floats, to compare against.
+    """
+    size = 6
+    pattern = np.random.default_rng(pattern_seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    frames = np.stack([(pattern.astype(int) + step * i) % 256 for i in range(count)]).astype(np.uint8)
     data = TrainingFrames(frames, np.arange(count), np.tile([0.0, 0, size, size], (count, 1)), 25.0, "x")
-    pairs = FramePairs(data, 1, 4, flip=True, color_jitter=0.0, seed=3)
+    pairs = FramePairs(data, 1, 4, color_jitter=0.0, **augment)
     state = pairs.rng.bit_generator.state
     first, second = pairs.sample_indices(64)
     pairs.rng.bit_generator.state = state  # sample() draws the same indices first
     source, driving = pairs.sample(64)
-    as_image = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    return first, second, source, driving, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
+def test_sample_pairs_match_their_indices_and_flip_together() -> None:
+    first, second, source, driving, as_image = _pattern_pairs(12, pattern_seed=0, step=7, flip=True, seed=3)
     flipped_any = False
     for b in range(64):
         src_plain = torch.allclose(source[b], as_image[first[b]])
@@ -136,17 +143,8 @@ def test_one_frame_video_is_an_error(tmp_path: Path) -> None:
 
 
 def test_quarter_turns_rotate_both_frames_of_a_pair_alike() -> None:
-    count, size = 10, 6
-    rng = np.random.default_rng(1)
-    pattern = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    frames = np.stack([(pattern.astype(int) + 11 * i) % 256 for i in range(count)]).astype(np.uint8)
-    data = TrainingFrames(frames, np.arange(count), np.tile([0.0, 0, size, size], (count, 1)), 25.0, "x")
-    pairs = FramePairs(data, 1, 4, flip=False, color_jitter=0.0, seed=5, rotate90=True)
-    state = pairs.rng.bit_generator.state
-    first, second = pairs.sample_indices(64)
-    pairs.rng.bit_generator.state = state
-    source, driving = pairs.sample(64)
-    as_image = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    first, second, source, driving, as_image = _pattern_pairs(10, pattern_seed=1, step=11, flip=False, seed=5,
+                                                              rotate90=True)
     seen = set()
     for b in range(64):
         turns = [k for k in range(4) if torch.allclose(source[b], as_image[first[b]].rot90(k, dims=(-2, -1)))]
