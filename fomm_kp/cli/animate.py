@@ -10,10 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fomm_kp.cli.app import app, evaluate_app, console, progress_bar
+from fomm_kp.cli.app import app, console, evaluate_app, progress_bar
 from fomm_kp.errors import FommError
-
-
 
 
 @app.command()

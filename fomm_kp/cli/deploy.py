@@ -40,7 +40,7 @@ def distill(
     if not video.exists():
         raise FommError(f"video not found: {video}")
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
-                                          max_frames=max_frames, seed=seed, refresh_every=refresh_every)
+                           max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = None
     if width != 1.0:
         from fomm_kp.export import load_detector
@@ -104,5 +104,5 @@ def export(
         precision = "int8" if int8 else "fp16"
         console.print(f"[dim]building the TensorRT engine ({precision})[/dim]")
         export_tensorrt(checkpoint, onnx, tensorrt, precision, video,
-                                      batch_sizes=tensorrt_profile(batch is None, batch or 1, max_batch))
+                        batch_sizes=tensorrt_profile(batch is None, batch or 1, max_batch))
         console.print(f"TensorRT engine ({precision}) -> {tensorrt}")

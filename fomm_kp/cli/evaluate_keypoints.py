@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from fomm_kp.cli.app import evaluate_app, console, progress_bar
+from fomm_kp.cli.app import console, evaluate_app, progress_bar
 from fomm_kp.errors import FommError
-
 
 
 @evaluate_app.command("keypoints")

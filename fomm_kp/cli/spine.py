@@ -11,8 +11,6 @@ from fomm_kp.cli.app import app, console, progress_bar
 from fomm_kp.errors import FommError
 
 
-
-
 _TRACK_SUFFIXES = (".npz", ".csv", ".slp", ".nwb")
 _VIDEO_SUFFIXES = (".mp4", ".gif", ".mov", ".avi", ".mkv")
 
