@@ -41,11 +41,13 @@ __all__ = [
     "find_subject",
     "blob_moments",
     "smooth_centres",
+    "smooth_headings",
     "boxes_from_blobs",
     "boxes_for_frames",
     "boxes_for_video",
     "decide",
     "decide_from_blobs",
+    "should_align",
     "crop_to_frame",
     "frame_to_crop",
     "mask_not_found",
@@ -86,6 +88,11 @@ class LocalizeConfig:
         min_found_fraction: ... or when the subject is found in fewer than this share of frames ...
         min_dominance: ... or when the subject's median share of the foreground is below this
             (several comparable moving parts: a talking face, flames, several animals).
+        axis_min_elongation: below this elongation the core's axis is not trusted for the heading
+            (see :attr:`Blob.heading`).
+        align_min_elongation: crops are turned to the subject's heading (``align: auto``) only when
+            its median elongation (:attr:`Blob.elongation`) reaches this: a round subject has no
+            stable axis.
     """
 
     work_size: int = 160
@@ -104,6 +111,8 @@ class LocalizeConfig:
     max_side_fraction: float = 0.75
     min_found_fraction: float = 0.7
     min_dominance: float = 0.8
+    axis_min_elongation: float = 1.5
+    align_min_elongation: float = 1.4
 
     def __post_init__(self) -> None:
         if self.work_size < 16:
@@ -155,6 +164,13 @@ class Blob:
         contrast: mean absolute difference to the background inside the component (grey levels).
         dominance: the component's share of all foreground mass in the frame (1: nothing else
             differs from the background; a face or flames give many comparable parts).
+        heading: where the subject points, in radians (``atan2(dy, dx)``, y down): the principal
+            axis, turned away from the appendages the core lost (a tail, legs: they trail behind
+            the body's centre); when the core is too round for an axis (elongation below
+            ``LocalizeConfig.axis_min_elongation``: a rearing or curled animal), the direction from
+            the appendages' centroid to the core's. Without appendages the axis points away from
+            the core's skew side. NaN: unknown.
+        elongation: ``sqrt(λ_max / λ_min)`` of the moments (1: round).
     """
 
     centre: np.ndarray
@@ -164,6 +180,8 @@ class Blob:
     major_length: float
     contrast: float
     dominance: float
+    heading: float = float("nan")
+    elongation: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,6 +195,9 @@ class SubjectBoxes:
         frame_indices: int64 ``(T,)`` frame index of each row.
         side: box side in pixels (one per video).
         frame_width, frame_height: original frame size.
+        angles: float32 ``(T,)`` the subject's heading (:attr:`Blob.heading`) in radians, smoothed
+            like the centres and interpolated where not found (0 where never found).
+        elongation: median :attr:`Blob.elongation` where found (1 when never found).
     """
 
     boxes: np.ndarray
@@ -186,6 +207,8 @@ class SubjectBoxes:
     side: int
     frame_width: int
     frame_height: int
+    angles: np.ndarray | None = None
+    elongation: float = 1.0
 
     def __post_init__(self) -> None:
         t = len(self.frame_indices)
@@ -194,6 +217,17 @@ class SubjectBoxes:
                 f"SubjectBoxes: boxes {self.boxes.shape}, centres {self.centres.shape}, found "
                 f"{self.found.shape} disagree with {t} frame indices"
             )
+        if self.angles is not None and self.angles.shape != (t,):
+            raise FommError(f"SubjectBoxes: angles {self.angles.shape} disagree with {t} frame indices")
+
+    def crop_boxes(self, align: bool = False) -> np.ndarray:
+        """Boxes to crop with: ``(T, 4)``, or with ``align`` ``(T, 5)`` whose last column turns each
+        crop so that the subject's heading points along the crop's +x axis (see
+        :func:`fomm_kp.video.crop_frame`)."""
+        if not align:
+            return self.boxes
+        angles = np.zeros(len(self), np.float32) if self.angles is None else self.angles
+        return np.concatenate([self.boxes, angles[:, None].astype(np.float32)], axis=1)
 
     def __len__(self) -> int:
         return len(self.frame_indices)
@@ -381,8 +415,11 @@ def _find_in_reduced(
             nearest = max(near, key=lambda i: mass[i])
             if mass[best] <= 2.0 * mass[nearest]:
                 best = nearest
-    ys, xs = _core(labels == best, config.core_fraction)
-    return _blob_from_pixels(xs, ys, diff[ys, xs], f, float(mass[best] / mass[1:].sum()))
+    component = labels == best
+    ys, xs = _core(component, config.core_fraction)
+    whole_ys, whole_xs = np.nonzero(component)
+    return _blob_from_pixels(xs, ys, diff[ys, xs], f, float(mass[best] / mass[1:].sum()), whole_xs, whole_ys,
+                             config.axis_min_elongation)
 
 
 def _core(component: np.ndarray, core_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -411,8 +448,14 @@ def _core(component: np.ndarray, core_fraction: float) -> tuple[np.ndarray, np.n
     return cy + y0 - 1, cx + x0 - 1
 
 
-def _blob_from_pixels(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, factor: int, dominance: float) -> Blob:
-    """Moments of a component given its work-resolution pixel coordinates, in frame pixels."""
+def _blob_from_pixels(
+    xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, factor: int, dominance: float,
+    whole_xs: np.ndarray | None = None, whole_ys: np.ndarray | None = None, axis_min_elongation: float = 1.5,
+) -> Blob:
+    """Moments of a component given its work-resolution pixel coordinates, in frame pixels.
+
+    ``whole_xs, whole_ys``: the whole component (with appendages) when ``xs, ys`` is its core; its
+    appendages orient the heading (see :attr:`Blob.heading`); without them the core's own skew does."""
     fx = (xs.astype(np.float64) + 0.5) * factor - 0.5
     fy = (ys.astype(np.float64) + 0.5) * factor - 0.5
     centre = np.array([fx.mean(), fy.mean()])
@@ -427,6 +470,24 @@ def _blob_from_pixels(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, facto
         v = -v
     half = 2.0 * np.sqrt(max(evals[1], 0.0))
     ends = np.stack([centre + half * v, centre - half * v])
+    elongation = float(np.sqrt(evals[1] / max(evals[0], 1e-12)))
+    heading = -v  # away from the skew side
+    if whole_xs is not None and whole_ys is not None and len(whole_xs) > len(xs):
+        # The appendages (whole minus core: a tail, legs) sit behind the body's centre: the vector
+        # from their centroid to the core's points forward. It orients the core's axis, or stands
+        # in for it when the core is too round to have one (a rearing or curled animal).
+        count = len(whole_xs) - len(xs)
+        appendage = (np.array([whole_xs.sum() - xs.sum(), whole_ys.sum() - ys.sum()], dtype=np.float64) / count)
+        forward = (np.array([xs.mean(), ys.mean()]) - appendage) * factor
+        if count >= max(3, 0.05 * len(whole_xs)) and np.linalg.norm(forward) > 0:
+            if elongation >= axis_min_elongation:
+                heading = v if forward @ v >= 0 else -v
+            else:
+                heading = forward / np.linalg.norm(forward)
+        else:
+            whole = np.stack([whole_xs - whole_xs.mean(), whole_ys - whole_ys.mean()], axis=1).astype(np.float64)
+            if float(np.mean((whole @ v) ** 3)) < 0:
+                heading = v
     return Blob(
         centre=centre.astype(np.float32),
         area=float(len(xs) * factor * factor),
@@ -435,6 +496,8 @@ def _blob_from_pixels(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, facto
         major_length=float(2.0 * half),
         contrast=float(np.mean(weights)),
         dominance=dominance,
+        heading=float(np.arctan2(heading[1], heading[0])),
+        elongation=elongation,
     )
 
 
@@ -492,6 +555,38 @@ def smooth_centres(centres: np.ndarray, found: np.ndarray, sigma: float) -> np.n
     return padded[pad : pad + len(track)]
 
 
+def smooth_headings(headings: np.ndarray, found: np.ndarray, sigma: float, vote_frames: int = 25) -> np.ndarray:
+    """Smooth a heading track ``(T,)`` (radians), robust to head/tail flips.
+
+    The axis (heading modulo π, as a doubled angle) is filled and smoothed like the centres
+    (:func:`smooth_centres`) and made continuous in time; its direction then follows the majority
+    of the per-frame headings within ``vote_frames`` frames either side, so a subject that turns
+    round keeps its head forward and isolated flips of the shape cue do not turn the crop.
+    Returns float64 ``(T,)``; zeros when nothing was found.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    headings = np.asarray(headings, dtype=np.float64)
+    found = np.asarray(found, dtype=bool) & np.isfinite(headings)
+    if not found.any():
+        return np.zeros(len(headings))
+    doubled = np.stack([np.cos(2 * headings), np.sin(2 * headings)], axis=1)
+    doubled[~found] = 0.0
+    smoothed = smooth_centres(doubled, found, sigma)
+    axis = np.arctan2(smoothed[:, 1], smoothed[:, 0]) / 2.0
+    vectors = np.stack([np.cos(axis), np.sin(axis)], axis=1)
+    for i in range(1, len(vectors)):  # continuous in time: no half-turn between neighbours
+        if vectors[i] @ vectors[i - 1] < 0:
+            vectors[i] = -vectors[i]
+    raw = np.stack([np.cos(headings), np.sin(headings)], axis=1)
+    votes = np.where(found, np.sign(np.sum(np.nan_to_num(raw) * vectors, axis=1)), 0.0)
+    window = 2 * int(vote_frames) + 1
+    tally = uniform_filter1d(votes, size=min(window, 2 * len(votes) - 1), mode="nearest")
+    tally = np.where(tally == 0, 1.0, tally)  # a tie keeps the axis as it is
+    vectors *= np.sign(tally)[:, None]
+    return np.arctan2(vectors[:, 1], vectors[:, 0])
+
+
 def _box_side(lengths: np.ndarray, width: int, height: int, config: LocalizeConfig) -> int:
     if len(lengths) == 0:
         side = min(width, height)
@@ -542,6 +637,11 @@ def boxes_from_blobs(
             raw[i] = b.centre
     if side is None:
         side = _box_side(np.array([b.major_length for b in blobs if b is not None]), width, height, config)
+    headings = np.zeros((t, 2))
+    for i, b in enumerate(blobs):
+        if b is not None and np.isfinite(b.heading):
+            headings[i] = np.cos(b.heading), np.sin(b.heading)
+    has_heading = found & np.any(headings != 0, axis=1)
     if not found.any():
         log.warning("subject not found in any of %d frames: boxes centred in the frame", t)
         centres = np.tile([(width - 1) / 2.0, (height - 1) / 2.0], (t, 1))
@@ -549,6 +649,14 @@ def boxes_from_blobs(
         centres = smooth_centres(raw, found, config.smooth_sigma)
     else:
         centres = _interpolate(raw, found)
+    if not has_heading.any():
+        angles = np.zeros(t)
+    elif smooth:
+        angles = smooth_headings(np.arctan2(headings[:, 1], headings[:, 0]), has_heading, config.smooth_sigma)
+    else:
+        vectors = _interpolate(headings, has_heading)
+        angles = np.arctan2(vectors[:, 1], vectors[:, 0])
+    elongations = [b.elongation for b in blobs if b is not None]
     return SubjectBoxes(
         boxes=_boxes(centres, int(side), width, height),
         centres=centres.astype(np.float32),
@@ -557,6 +665,8 @@ def boxes_from_blobs(
         side=int(side),
         frame_width=width,
         frame_height=height,
+        angles=angles.astype(np.float32),
+        elongation=float(np.median(elongations)) if elongations else 1.0,
     )
 
 
@@ -685,12 +795,30 @@ def decide(
 # Coordinates
 
 
+def should_align(located: SubjectBoxes, setting: str, config: LocalizeConfig = LocalizeConfig()) -> bool:
+    """Resolve an ``align`` setting (``on``/``off``/``auto``) for boxes found in a video: ``auto``
+    turns crops to the heading when the subject was found and is elongated enough to have one."""
+    if setting not in ("auto", "on", "off"):
+        raise FommError(f"align must be auto, on or off, got {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    return bool(located.found.any()) and located.elongation >= config.align_min_elongation
+
+
 def _check_points_boxes(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     points = np.asarray(points, dtype=np.float64)
     boxes = np.asarray(boxes, dtype=np.float64)
-    if points.shape[-1] != 2 or boxes.shape[-1] != 4 or points.shape[0] != boxes.shape[0]:
-        raise FommError(f"points (B, ..., 2) and boxes (B, 4) disagree: {points.shape} vs {boxes.shape}")
-    return points, boxes.reshape(boxes.shape[:1] + (1,) * (points.ndim - 2) + (4,))
+    if points.shape[-1] != 2 or boxes.ndim != 2 or boxes.shape[-1] not in (4, 5) or points.shape[0] != boxes.shape[0]:
+        raise FommError(f"points (B, ..., 2) and boxes (B, 4 or 5) disagree: {points.shape} vs {boxes.shape}")
+    return points, boxes.reshape(boxes.shape[:1] + (1,) * (points.ndim - 2) + boxes.shape[1:])
+
+
+def _box_frame(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centre, side, cos, sin) of boxes ``(..., 4 or 5)``; the centre in pixel-centre convention."""
+    side = b[..., 2:4] - b[..., 0:2]
+    centre = (b[..., 0:2] + b[..., 2:4]) / 2.0 - 0.5
+    angle = b[..., 4:5] if b.shape[-1] == 5 else np.zeros_like(b[..., :1])
+    return centre, side, np.cos(angle), np.sin(angle)
 
 
 def crop_to_frame(points: np.ndarray, boxes: np.ndarray, crop_size: int | None = None) -> np.ndarray:
@@ -699,23 +827,26 @@ def crop_to_frame(points: np.ndarray, boxes: np.ndarray, crop_size: int | None =
     Args:
         points: ``(B, ..., 2)`` x, y in pixels of the crop, resized to ``crop_size`` × ``crop_size``
             (``None``: not resized), pixel-centre convention.
-        boxes: ``(B, 4)`` the crop boxes ``x0, y0, x1, y1``.
+        boxes: ``(B, 4)`` the crop boxes ``x0, y0, x1, y1``, or ``(B, 5)`` with the angle each crop
+            was turned by (radians; see :func:`fomm_kp.video.crop_frame`).
     Returns float32 ``(B, ..., 2)`` in frame pixels; NaN stays NaN.
     """
     points, b = _check_points_boxes(points, boxes)
-    origin = b[..., :2]
-    side = b[..., 2:] - b[..., :2]
+    centre, side, cos, sin = _box_frame(b)
     scale = 1.0 if crop_size is None else side / float(crop_size)
-    return (origin + (points + 0.5) * scale - 0.5).astype(np.float32)
+    r = (points + 0.5) * scale - side / 2.0  # from the box centre, crop axes, frame pixel units
+    turned = np.stack([cos[..., 0] * r[..., 0] - sin[..., 0] * r[..., 1], sin[..., 0] * r[..., 0] + cos[..., 0] * r[..., 1]], axis=-1)
+    return (centre + turned).astype(np.float32)
 
 
 def frame_to_crop(points: np.ndarray, boxes: np.ndarray, crop_size: int | None = None) -> np.ndarray:
     """Inverse of :func:`crop_to_frame`: frame pixels → pixels of the (resized) crop."""
     points, b = _check_points_boxes(points, boxes)
-    origin = b[..., :2]
-    side = b[..., 2:] - b[..., :2]
+    centre, side, cos, sin = _box_frame(b)
+    d = points - centre
+    r = np.stack([cos[..., 0] * d[..., 0] + sin[..., 0] * d[..., 1], -sin[..., 0] * d[..., 0] + cos[..., 0] * d[..., 1]], axis=-1)
     scale = 1.0 if crop_size is None else float(crop_size) / side
-    return ((points - origin + 0.5) * scale - 0.5).astype(np.float32)
+    return ((r + side / 2.0) * scale - 0.5).astype(np.float32)
 
 
 def mask_not_found(keypoints: np.ndarray, scores: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,9 @@ from fomm_kp.localize import (
     frame_to_crop,
     mask_not_found,
     reduce_frame,
+    should_align,
     smooth_centres,
+    smooth_headings,
 )
 from fomm_kp.video import VideoWriter, crop_frame, resize_frame
 
@@ -171,6 +173,101 @@ def test_keypoints_in_crops_map_back_to_the_frame(video):
     masked, masked_scores = mask_not_found(in_frame, scores, boxes.found)
     assert np.isnan(masked[20:23]).all() and (masked_scores[20:23] == 0).all()
     assert np.isfinite(masked[ok]).all()
+
+
+def _tadpole(centre: np.ndarray, angle: float, rng: np.random.Generator, minor: float = SEMI_MINOR) -> tuple[np.ndarray, np.ndarray]:
+    """A frame with an elliptic body heading ``angle`` (semi-axes SEMI_MAJOR, ``minor``) and a thin
+    tail trailing behind it; the clean background too."""
+    background = _background(rng)
+    frame = background.copy()
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    u = (xs - centre[0]) * np.cos(angle) + (ys - centre[1]) * np.sin(angle)
+    v = -(xs - centre[0]) * np.sin(angle) + (ys - centre[1]) * np.cos(angle)
+    body = (u / SEMI_MAJOR) ** 2 + (v / minor) ** 2 <= 1.0
+    tail = (u < -SEMI_MAJOR + 2) & (u > -2.6 * SEMI_MAJOR) & (np.abs(v) <= 2.5)  # 2–3 work pixels wide
+    frame[body | tail] = 40.0
+    return frame.astype(np.uint8), background.astype(np.uint8)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.7, 2.0, -2.5])
+def test_heading_points_away_from_the_tail(angle):
+    rng = np.random.default_rng(3)
+    frame, clean = _tadpole(np.array([150.0, 120.0]), angle, rng)
+    background = background_from_frames([clean] * 3)
+    blob = find_subject(frame, background)
+    assert blob is not None
+    error = np.angle(np.exp(1j * (blob.heading - angle)))
+    assert abs(error) < 0.1, (blob.heading, angle)
+    assert blob.elongation > 1.6
+
+
+@pytest.mark.parametrize("angle", [0.3, -1.9])
+def test_heading_of_a_round_body_comes_from_its_tail(angle):
+    """A round body (no axis to speak of, like a rearing mouse seen from above): the heading is the
+    direction from the tail to the body."""
+    rng = np.random.default_rng(4)
+    frame, clean = _tadpole(np.array([150.0, 120.0]), angle, rng, minor=SEMI_MAJOR)
+    blob = find_subject(frame, background_from_frames([clean] * 3))
+    assert blob is not None and blob.elongation < 1.5
+    assert abs(np.angle(np.exp(1j * (blob.heading - angle)))) < 0.35, (blob.heading, angle)
+
+
+def test_smooth_headings_follows_a_turning_subject_through_flips_and_gaps():
+    t = np.arange(200)
+    truth = np.angle(np.exp(1j * 2 * np.pi * t / 120.0))  # one full turn every 120 frames
+    observed = truth.copy()
+    observed[[30, 31, 90, 150]] += np.pi  # the shape cue got head and tail the wrong way round
+    found = np.ones(200, bool)
+    found[100:110] = False
+    smoothed = smooth_headings(observed, found, sigma=2.0)
+    error = np.abs(np.angle(np.exp(1j * (smoothed - truth))))
+    assert error.max() < 0.15, error.max()
+    assert np.allclose(smooth_headings(observed, np.zeros(200, bool), 2.0), 0.0)
+
+
+def test_turned_crops_put_the_heading_along_x_and_map_back(video):
+    """Crops turned to the heading: the subject's long axis lies along the crop's x axis, and a
+    'detector' that finds the marker in each turned crop maps back onto the marker."""
+    path, frames, centres, markers = video
+    located = boxes_for_video(path)
+    boxes = located.crop_boxes(align=True)
+    assert boxes.shape == (40, 5)
+    np.testing.assert_array_equal(boxes[:, :4], located.boxes)
+    crop_size = 64
+    ok = located.found
+    errors = []
+    for t in np.flatnonzero(ok):
+        crop = resize_frame(crop_frame(frames[t], boxes[t]), crop_size).astype(np.float64).mean(axis=2)
+        ys, xs = np.mgrid[0:crop_size, 0:crop_size]
+        dark = np.clip(100 - crop, 0, None)  # the body: its spread is along x
+        mx, my = (dark * xs).sum() / dark.sum(), (dark * ys).sum() / dark.sum()
+        assert ((dark * (xs - mx) ** 2).sum()) > 3 * ((dark * (ys - my) ** 2).sum())
+        bright = np.clip(crop - 230, 0, None)
+        point = np.array([[[(bright * xs).sum() / bright.sum(), (bright * ys).sum() / bright.sum()]]])
+        errors.append(np.linalg.norm(crop_to_frame(point, boxes[t : t + 1], crop_size)[0, 0] - markers[t]))
+        np.testing.assert_allclose(frame_to_crop(crop_to_frame(point, boxes[t : t + 1], crop_size), boxes[t : t + 1], crop_size), point, atol=1e-3)
+    assert max(errors) < 1.5
+    assert not located.crop_boxes(align=False).shape[1] == 5
+
+
+def test_should_align_needs_an_elongated_subject(video):
+    path = video[0]
+    located = boxes_for_video(path)
+    assert located.elongation > 1.8  # the ellipse's axes are 16 and 7 (2.3; less at work resolution)
+    assert should_align(located, "auto") and should_align(located, "on") and not should_align(located, "off")
+    assert not should_align(located, "auto", LocalizeConfig(align_min_elongation=5.0))
+    with pytest.raises(FommError):
+        should_align(located, "sometimes")
+
+
+def test_turned_crop_mapping_without_resize():
+    # a quarter turn: the crop's x axis runs down the frame
+    boxes = np.array([[10, 20, 30, 40, np.pi / 2]])
+    centre = np.array([19.5, 29.5])
+    points = np.array([[[9.5 + 3.0, 9.5], [9.5, 9.5 + 2.0]]])  # 3 px along crop x, 2 px along crop y
+    mapped = crop_to_frame(points, boxes)
+    np.testing.assert_allclose(mapped[0], [centre + [0, 3.0], centre + [-2.0, 0]], atol=1e-5)
+    np.testing.assert_allclose(frame_to_crop(mapped, boxes), points, atol=1e-5)
 
 
 def test_crop_mapping_without_resize():
