@@ -125,8 +125,15 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    """Crop ``box = (x0, y0, x1, y1)`` in pixels; parts outside the frame are filled with edge pixels."""
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    """Crop ``box = (x0, y0, x1, y1)`` in pixels; parts outside the frame are filled with edge pixels.
+
+    A fifth value turns the crop by that angle (radians) about the box centre: the crop's +x axis
+    runs along ``(cos a, sin a)`` in the frame (y down), so a subject heading that way faces right
+    in the crop. Turned crops are sampled bilinearly at the frame's resolution.
+    """
+    if len(box) == 5 and float(box[4]) != 0.0:
+        return _turned_crop(frame, box)
+    x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
     if x1 <= x0 or y1 <= y0:
         raise FommError(f"empty crop box {tuple(box)}")
     h, w = frame.shape[:2]
@@ -135,6 +142,28 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))
     padded = np.pad(frame, pad, mode="edge")
     return padded[y0 + pad[0][0] : y1 + pad[0][0], x0 + pad[1][0] : x1 + pad[1][0]]
+
+
+def _turned_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    from PIL import Image
+
+    x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
+    if x1 <= x0 or y1 <= y0:
+        raise FommError(f"empty crop box {tuple(box)}")
+    width, height = x1 - x0, y1 - y0
+    cos, sin = float(np.cos(float(box[4]))), float(np.sin(float(box[4])))
+    # Cut the square that holds the turned box (edge-padded as above), then let PIL sample it.
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0  # box centre, continuous coordinates (pixel i spans [i, i+1))
+    reach = int(np.ceil(np.hypot(width, height) / 2.0)) + 2
+    rx0, ry0 = int(np.floor(cx)) - reach, int(np.floor(cy)) - reach
+    region = np.ascontiguousarray(crop_frame(frame, (rx0, ry0, rx0 + 2 * reach + 1, ry0 + 2 * reach + 1)))
+    lx, ly = cx - rx0, cy - ry0
+    # output point (X, Y) → region point: centre + R(angle) · ((X, Y) − output centre)
+    coefficients = (cos, -sin, lx - cos * width / 2.0 + sin * height / 2.0,
+                    sin, cos, ly - sin * width / 2.0 - cos * height / 2.0)
+    image = Image.fromarray(region).transform((width, height), Image.Transform.AFFINE, coefficients,
+                                              resample=Image.Resampling.BILINEAR)
+    return np.asarray(image)
 
 
 def resize_frame(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:

@@ -231,3 +231,16 @@ def test_writer_replaces_an_existing_file_only_on_success(tmp_path: Path) -> Non
             raise RuntimeError("interrupted")
     assert path.read_bytes() == before
     assert _files(tmp_path) == ["clip.mp4"]
+
+
+def test_turned_crop_samples_the_rotated_square():
+    frame = np.zeros((60, 80, 3), dtype=np.uint8)
+    frame[30, 50] = 255  # 10 px right of the box centre (40, 30)... in frame pixels
+    box = (30, 20, 51, 41)  # 21 px square centred on pixel (40, 30)
+    plain = crop_frame(frame, box)
+    assert plain[10, 20].max() == 255
+    turned = crop_frame(frame, (*box, np.pi / 2))  # crop x runs down the frame, crop y runs left
+    assert turned.shape == plain.shape
+    # frame offset (+10, 0) from the centre = crop offset (0, -10)
+    assert turned[0, 10].max() == 255 and turned.sum() == 255 * 3
+    np.testing.assert_array_equal(crop_frame(frame, (*box, 0.0)), plain)
