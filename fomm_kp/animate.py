@@ -297,7 +297,8 @@ def _model_boxes(model: Model, video: Path) -> dict[int, np.ndarray] | None:
     from fomm_kp.api import subject_boxes
 
     config = dataclasses.replace(model.config, data=dataclasses.replace(model.config.data, localize="on"))
-    located = subject_boxes(video, config, None, side=int(round(model.meta["box_side"])))
+    located = subject_boxes(video, config, None, side=int(round(model.meta["box_side"])),
+                            align=bool(model.meta.get("aligned", False)))
     if located is None:
         return None
     return {int(i): b for i, b in zip(located[0], located[1])}

@@ -39,12 +39,15 @@ Box = Sequence[float]
 
 def subject_boxes(
     video: str | os.PathLike, config: Config, crop: Box | None = None, side: int | None = None,
+    align: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per-frame crop boxes ``(frame_indices (T,), boxes (T, 4), found (T,))``, or None for whole frames.
+    """Per-frame crop boxes ``(frame_indices (T,), boxes (T, 4 or 5), found (T,))``, or None for whole frames.
 
     A fixed ``crop`` box applies to every frame. Otherwise ``config.data.localize`` decides:
     ``on`` always follows the subject (:mod:`fomm_kp.localize`), ``auto`` only when it is small in
-    the frame, ``off`` never. ``side`` fixes the box side (tracking uses the trained one).
+    the frame, ``off`` never. ``side`` fixes the box side (tracking uses the trained one). Boxes
+    have a fifth column, the angle that turns each crop to the subject's heading, when ``align``
+    (None: as ``config.data.align`` decides; tracking uses the trained model's choice).
     """
     info = probe(video)
     if crop is not None:
@@ -63,7 +66,11 @@ def subject_boxes(
         if not decision.use:
             return None
     located = localize.boxes_for_video(video, settings, background=background, side=side)
-    return located.frame_indices, located.boxes.astype(np.float64), located.found
+    if align is None:
+        align = localize.should_align(located, config.data.align, settings)
+        log.info("crops turned to the subject's heading: %s (align %s, elongation %.2f)",
+                 "yes" if align else "no", config.data.align, located.elongation)
+    return located.frame_indices, located.crop_boxes(align).astype(np.float64), located.found
 
 
 def _seed_everything(seed: int) -> None:
@@ -123,15 +130,17 @@ def train(
         boxes=None if boxes is None else boxes[1], box_frame_indices=None if boxes is None else boxes[0],
     )
     log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
+    aligned = boxes is not None and boxes[1].shape[1] == 5
     if config.data.any_orientation == "auto":  # resolved once; the checkpoint keeps the decision
-        orientation = "on" if boxes is not None and crop is None else "off"
+        orientation = "on" if boxes is not None and crop is None and not aligned else "off"
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, any_orientation=orientation))
         log.info("any orientation: %s (%s)", orientation,
-                 "subject localised" if orientation == "on" else "whole-frame subject or fixed crop")
+                 "subject localised" if orientation == "on" else
+                 "crops turned to the heading" if aligned else "whole-frame subject or fixed crop")
     any_orientation = config.data.any_orientation == "on"
     pairs = FramePairs(data, config.train.min_gap, config.train.max_gap, config.train.flip,
                        config.train.color_jitter, seed=config.train.seed + start_step,
-                       rotate90=any_orientation)
+                       rotate90=any_orientation, flip_vertical=aligned)
     network = FOMM(config.model)
     optimizer_state = None
     if states is not None:
@@ -147,6 +156,7 @@ def train(
         "localized": boxes is not None and crop is None,
         "fixed_crop": [float(v) for v in crop] if crop is not None else [],
         "box_side": box_side,
+        "aligned": aligned,
         "num_training_frames": int(len(data.frames)),
     }
     trainer = Trainer(network, config, pairs, device, out_dir, meta, start_step, optimizer_state)
@@ -205,11 +215,12 @@ def track(
         crop = model.meta["fixed_crop"]
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize=localize))
     side = int(round(model.meta["box_side"])) if model.meta.get("localized") and localize != "auto" else None
-    located = subject_boxes(video, config, crop, side=side)
+    aligned = bool(model.meta.get("aligned", False)) and crop is None
+    located = subject_boxes(video, config, crop, side=side, align=aligned)
     box_of = {}
     if located is not None:  # frames where the subject was not found get no box: NaN keypoints, score 0
         box_of = {int(i): (b if f else None) for i, b, f in zip(located[0], located[1], located[2])}
-    whole = np.array([0, 0, info.width, info.height], dtype=np.float64)
+    whole = np.array([0, 0, info.width, info.height] + ([0.0] if aligned else []), dtype=np.float64)
     last = info.num_frames if stop is None else min(stop, info.num_frames)
     total = len(range(start, last, stride))
     if total == 0:

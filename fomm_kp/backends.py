@@ -252,7 +252,7 @@ class DetectorModel:
 
     def detect(self, frames: np.ndarray, boxes: np.ndarray | None = None) -> Detections:
         """Detect keypoints in uint8 frames ``(B, H, W, 3)``, optionally cropped to ``boxes`` ``(B, 4)``
-        (x0, y0, x1, y1); coordinates in pixels of the uncropped frames (as :meth:`Model.detect`)."""
+        (x0, y0, x1, y1; a fifth value turns the crop); coordinates in pixels of the uncropped frames (as :meth:`Model.detect`)."""
         return self.detect_resized(*detector_crops(frames, boxes, self.detector_size))
 
     def detect_resized(self, crops: np.ndarray, boxes: np.ndarray) -> Detections:

@@ -132,6 +132,11 @@ class DataConfig:
     # the rotation-equivariance loss. auto: on when the subject is localised (a small subject in a
     # large frame, as in arena footage), off for whole-frame subjects (faces, upright scenes).
     any_orientation: Literal["auto", "on", "off"] = "auto"
+    # Turn each crop so that the subject's heading (principal axis, pointed away from its tail)
+    # faces right: the detector then sees the subject one way up (egocentric crops), and keypoints
+    # are turned back to the frame. auto: on when the subject is localised and elongated. Off:
+    # axis-aligned crops. When on, any_orientation auto resolves to off (turns would undo it).
+    align: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingFrames:
-    """``frames`` uint8 ``(T, S, S, 3)``; ``frame_indices`` ``(T,)``; ``boxes`` ``(T, 4)`` crops used, in pixels."""
+    """``frames`` uint8 ``(T, S, S, 3)``; ``frame_indices`` ``(T,)``; ``boxes`` ``(T, 4)`` crops used, in pixels
+    (``(T, 5)`` when crops were turned to the subject's heading)."""
 
     frames: np.ndarray
     frame_indices: np.ndarray
@@ -39,7 +40,8 @@ def load_training_frames(
 ) -> TrainingFrames:
     """Read up to ``max_frames`` evenly strided frames, crop each to its box (or the whole frame), resize to ``size``.
 
-    ``boxes`` ``(T, 4)`` gives per-frame crop boxes ``x0, y0, x1, y1`` for the frames in ``box_frame_indices``.
+    ``boxes`` ``(T, 4)`` gives per-frame crop boxes ``x0, y0, x1, y1`` for the frames in ``box_frame_indices``
+    (``(T, 5)``: with the angle each crop is turned by; :func:`fomm_kp.video.crop_frame`).
     """
     info = probe(video)
     if info.num_frames < 2:
@@ -78,13 +80,15 @@ class FramePairs:
 
     The gap between the two frames is drawn from ``[min_gap, max_gap]`` original frames (converted
     to the stride of the stored frames, at least 1), both directions equally likely. Augmentation
-    is the same for both frames of a pair: horizontal flip, optionally a quarter-turn rotation (for
-    top views, where a subject may face any way), and brightness/contrast jitter.
+    is the same for both frames of a pair: a mirror flip (left-right, or with ``flip_vertical``
+    top-bottom: for crops turned so that the subject faces right, which must stay so), optionally a
+    quarter-turn rotation (for top views, where a subject may face any way), and
+    brightness/contrast jitter.
     """
 
     def __init__(
         self, data: TrainingFrames, min_gap: int, max_gap: int, flip: bool, color_jitter: float, seed: int = 0,
-        rotate90: bool = False,
+        rotate90: bool = False, flip_vertical: bool = False,
     ) -> None:
         self.frames = torch.from_numpy(data.frames)  # uint8 (T, S, S, 3)
         count = len(self.frames)
@@ -95,6 +99,7 @@ class FramePairs:
         self.max_gap = max(1, min(count - 1, int(round(max_gap / stride))))
         self.min_gap = min(max(1, int(round(min_gap / stride))), self.max_gap)
         self.flip = flip
+        self.flip_dim = -2 if flip_vertical else -1
         self.rotate90 = rotate90
         self.color_jitter = color_jitter
         self.rng = np.random.default_rng(seed)
@@ -119,8 +124,8 @@ class FramePairs:
         driving = self.frames[second].permute(0, 3, 1, 2).float() / 255
         if self.flip:
             flips = torch.from_numpy(self.rng.random(batch_size) < 0.5)
-            source[flips] = source[flips].flip(-1)
-            driving[flips] = driving[flips].flip(-1)
+            source[flips] = source[flips].flip(self.flip_dim)
+            driving[flips] = driving[flips].flip(self.flip_dim)
         if self.rotate90:
             turns = self.rng.integers(0, 4, size=batch_size)
             for k in range(1, 4):

@@ -480,13 +480,13 @@ def detect_keypoints(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``model.detect`` (a :class:`fomm_kp.inference.Model`) over uint8 frames ``(M, H, W, 3)``
-    in batches, with optional crop boxes ``(M, 4)``. Returns keypoints float32 ``(M, K, 2)`` in frame
+    in batches, with optional crop boxes ``(M, 4)`` (or ``(M, 5)``, turned). Returns keypoints float32 ``(M, K, 2)`` in frame
     pixels and scores float32 ``(M, K)``."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise FommError(f"frames must be uint8 (M, H, W, 3), got {frames.dtype} {frames.shape}")
-    if boxes is not None and np.shape(boxes) != (len(frames), 4):
-        raise FommError(f"boxes must have shape ({len(frames)}, 4), got {np.shape(boxes)}")
+    if boxes is not None and np.shape(boxes) not in ((len(frames), 4), (len(frames), 5)):
+        raise FommError(f"boxes must have shape ({len(frames)}, 4) or ({len(frames)}, 5), got {np.shape(boxes)}")
     keypoints, scores = [], []
     for start in range(0, len(frames), batch_size):
         stop = min(start + batch_size, len(frames))
@@ -501,9 +501,10 @@ def detect_keypoints(
 def model_boxes(
     model: Any, frames: np.ndarray, background: Background, config: LocalizeConfig | None = None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Crop boxes ``(M, 4)`` and found flags ``(M,)`` for a model trained on subject crops
-    (``model.meta['localized']``), with its training box side; ``(None, None)`` for a whole-frame
-    model. Each labelled image is localised on its own against ``background``."""
+    """Crop boxes ``(M, 4)`` (``(M, 5)``, turned to the heading, for a model trained so) and found
+    flags ``(M,)`` for a model trained on subject crops (``model.meta['localized']``), with its
+    training box side; ``(None, None)`` for a whole-frame model. Each labelled image is localised on
+    its own against ``background``."""
     from fomm_kp.localize import LocalizeConfig, boxes_for_frames
 
     if not model.meta.get("localized"):
@@ -512,7 +513,7 @@ def model_boxes(
         config = LocalizeConfig(margin=model.config.data.box_margin)
     side = int(round(float(model.meta["box_side"])))
     located = boxes_for_frames(frames, background, config, side=side)
-    return located.boxes.astype(np.float64), located.found
+    return located.crop_boxes(bool(model.meta.get("aligned", False))).astype(np.float64), located.found
 
 
 def untrained_like(model: Any, seed: int = 0) -> Any:

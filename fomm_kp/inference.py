@@ -109,7 +109,7 @@ class Model:
 
 
 def detector_crops(frames: np.ndarray, boxes: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut uint8 frames ``(B, H, W, 3)`` (or one frame) to ``boxes`` ``(B, 4)`` (default: whole
+    """Cut uint8 frames ``(B, H, W, 3)`` (or one frame) to ``boxes`` ``(B, 4 or 5)`` (default: whole
     frames) and resize to ``size``; returns ``(crops (B, size, size, 3), boxes (B, 4))``."""
     frames = np.asarray(frames)
     if frames.ndim == 3:
@@ -118,24 +118,26 @@ def detector_crops(frames: np.ndarray, boxes: np.ndarray | None, size: int) -> t
     if boxes is None:
         boxes = np.tile(np.array([0, 0, w, h], dtype=np.float64), (b, 1))
     boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.shape != (b, 4):
-        raise FommError(f"boxes must have shape ({b}, 4), got {boxes.shape}")
+    if boxes.ndim != 2 or boxes.shape[0] != b or boxes.shape[1] not in (4, 5):
+        raise FommError(f"boxes must have shape ({b}, 4) or ({b}, 5), got {boxes.shape}")
     return np.stack([resize_frame(crop_frame(f, box), size) for f, box in zip(frames, boxes)]), boxes
 
 
 def _to_pixels(keypoints: torch.Tensor, scores: torch.Tensor, jacobians: torch.Tensor,
                covariances: torch.Tensor, boxes: np.ndarray) -> Detections:
-    """Normalised crop coordinates → pixels of the frame the boxes were cut from."""
-    kp = keypoints.float().cpu().numpy()
-    x0, y0 = boxes[:, 0:1], boxes[:, 1:2]
-    bw, bh = boxes[:, 2:3] - x0, boxes[:, 3:4] - y0
-    px = np.stack([(kp[..., 0] + 1) * bw / 2 - 0.5 + x0, (kp[..., 1] + 1) * bh / 2 - 0.5 + y0], axis=-1)
-    # A linear map between normalised and pixel units: S = diag(bw/2, bh/2).
-    scale = np.zeros((len(boxes), 1, 2, 2))
-    scale[:, 0, 0, 0], scale[:, 0, 1, 1] = bw[:, 0] / 2, bh[:, 0] / 2
-    inv_scale = np.zeros_like(scale)
-    inv_scale[:, 0, 0, 0], inv_scale[:, 0, 1, 1] = 2 / bw[:, 0], 2 / bh[:, 0]
-    jac = scale @ jacobians.float().cpu().numpy() @ inv_scale
-    cov = scale @ covariances.float().cpu().numpy() @ scale
+    """Normalised crop coordinates → pixels of the frame the boxes were cut from (boxes ``(B, 4)``,
+    or ``(B, 5)`` for crops turned by an angle: see :func:`fomm_kp.video.crop_frame`)."""
+    kp = keypoints.float().cpu().numpy().astype(np.float64)
+    half = (boxes[:, 2:4] - boxes[:, 0:2]) / 2.0  # (B, 2)
+    centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0 - 0.5
+    angle = boxes[:, 4] if boxes.shape[1] == 5 else np.zeros(len(boxes))
+    cos, sin = np.cos(angle), np.sin(angle)
+    # The linear map from normalised crop units to frame pixels: A = R(angle) · diag(w/2, h/2).
+    linear = np.zeros((len(boxes), 1, 2, 2))
+    linear[:, 0, 0, 0], linear[:, 0, 0, 1] = cos * half[:, 0], -sin * half[:, 1]
+    linear[:, 0, 1, 0], linear[:, 0, 1, 1] = sin * half[:, 0], cos * half[:, 1]
+    px = centre[:, None, :] + (linear @ kp[..., None])[..., 0]
+    jac = linear @ jacobians.float().cpu().numpy() @ np.linalg.inv(linear)
+    cov = linear @ covariances.float().cpu().numpy() @ np.swapaxes(linear, -1, -2)
     return Detections(px.astype(np.float32), scores.float().cpu().numpy().astype(np.float32),
                       jac.astype(np.float32), cov.astype(np.float32))

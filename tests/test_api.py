@@ -89,6 +89,30 @@ def test_detector_size_is_mapped_back_to_frame_pixels(trained: Model) -> None:
     np.testing.assert_allclose(det.keypoints[0], expected, atol=1e-3)
 
 
+def test_turned_crop_detections_map_back_like_crop_to_frame() -> None:
+    """Keypoints, local affines and covariances found in a turned crop come back in frame pixels."""
+    from fomm_kp.inference import _to_pixels
+    from fomm_kp.localize import crop_to_frame
+
+    rng = np.random.default_rng(0)
+    normalised = rng.uniform(-1, 1, (2, 3, 2))
+    boxes = np.array([[10.0, 20.0, 74.0, 84.0, 0.6], [-5.0, 3.0, 35.0, 43.0, -2.2]])
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])  # a quarter turn, in crop coordinates
+    jacobians = np.tile(rotation, (2, 3, 1, 1))
+    covariances = np.tile(np.diag([0.02, 0.01]), (2, 3, 1, 1))
+    det = _to_pixels(*(torch.from_numpy(a).float() for a in (normalised, np.ones((2, 3)), jacobians, covariances)), boxes)
+    size = 32  # any detector size: normalised → its pixels → frame
+    expected = crop_to_frame((normalised + 1) * size / 2 - 0.5, boxes, size)
+    np.testing.assert_allclose(det.keypoints, expected, atol=1e-3)
+    # a square box keeps a rotation a rotation, and a turned crop turns the covariance's axes
+    np.testing.assert_allclose(det.jacobians, np.tile(rotation, (2, 3, 1, 1)), atol=1e-5)
+    for b in range(2):
+        half = (boxes[b, 2] - boxes[b, 0]) / 2
+        c, s = np.cos(boxes[b, 4]), np.sin(boxes[b, 4])
+        turn = np.array([[c, -s], [s, c]])
+        np.testing.assert_allclose(det.covariances[b, 0], half**2 * turn @ np.diag([0.02, 0.01]) @ turn.T, rtol=1e-4)
+
+
 def test_track_with_stride_start_stop(trained: Model, disc_clip: SyntheticClip) -> None:
     full = fomm_kp.track(disc_clip.path, trained)
     part = fomm_kp.track(disc_clip.path, trained, start=2, stop=20, stride=5)
@@ -175,6 +199,7 @@ def test_localized_training_and_tracking_follow_the_subject(tmp_path: Path, disc
     model = api.train(disc_clip.path, tmp_path, config=config, steps=1, device="cpu")
     assert model.meta["localized"] is True
     assert model.config.data.any_orientation == "on"  # 'auto' resolved: a localised subject may face any way
+    assert model.meta["aligned"] is False  # align 'auto': a round disc has no heading to turn to
     assert "rotation_equivariance" in api.load_model(tmp_path / "checkpoint.pt").meta["losses"]
     side = model.meta["box_side"]
     assert 16 <= side <= 48
@@ -184,3 +209,21 @@ def test_localized_training_and_tracking_follow_the_subject(tmp_path: Path, disc
     distance = np.abs(tracks.keypoints[found, 0] - disc_clip.centres[found][:, None, :]).max(axis=-1)
     assert distance.max() <= side / 2 + 3  # inside the box around the disc (plus smoothing slack)
     assert (tracks.scores[~found] == 0).all()
+
+
+def test_crops_turned_to_the_heading_train_and_track(tmp_path: Path, disc_clip: SyntheticClip) -> None:
+    """align on: crops turn with the subject's heading, quarter turns resolve off, and tracked
+    keypoints come back in frame pixels near the subject."""
+    config = builtin_config("tiny")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize="on", align="on"))
+    model = api.train(disc_clip.path, tmp_path, config=config, steps=1, device="cpu")
+    assert model.meta["aligned"] is True
+    assert model.config.data.any_orientation == "off"  # turns would undo the alignment
+    reloaded = api.load_model(tmp_path / "checkpoint.pt")
+    assert reloaded.meta["aligned"] is True
+    side = model.meta["box_side"]
+    tracks = api.track(disc_clip.path, reloaded)
+    found = np.isfinite(tracks.keypoints).all(axis=(1, 2, 3))
+    assert found.mean() > 0.9
+    distance = np.linalg.norm(tracks.keypoints[found, 0] - disc_clip.centres[found][:, None, :], axis=-1)
+    assert distance.max() <= side / np.sqrt(2) + 3  # inside the turned box around the disc
