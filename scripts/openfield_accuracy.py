@@ -11,7 +11,9 @@ config; and, per part, the error of the best single keypoint under an affine fit
     python scripts/openfield_accuracy.py --minutes 13.5 --threads 2    # trains, then evaluates (≤ 15 min)
     python scripts/openfield_accuracy.py --checkpoint runs/openfield/checkpoint.pt
 
-Writes ``<out>/openfield_accuracy.json`` (both fold modes, the targets and whether they are met).
+Writes ``<out>/openfield_accuracy.json`` (both fold modes, the targets and whether they are met) and
+``<out>/keypoints_on_labels.png`` (eight labelled images as the detector saw them: its keypoints in
+colour, the labelled parts in white).
 """
 
 from __future__ import annotations
@@ -95,6 +97,39 @@ def targets(evaluation, trained: str | None, untrained: str | None) -> dict:
     return out
 
 
+def draw_figure(model, frames: np.ndarray, labels: np.ndarray, background, path: Path, count: int = 8) -> None:
+    """Eight labelled images, each as the crop the detector saw (turned to the heading when the
+    model was trained so), 160 px: discovered keypoints in colour, labelled parts as white dots."""
+    from fomm_kp.evaluate import detect_keypoints, model_boxes
+    from fomm_kp.localize import LocalizeConfig, background_from_frames, frame_to_crop
+    from fomm_kp.tracks import atomic_write
+    from fomm_kp.video import crop_frame, resize_frame
+    from fomm_kp.viz import draw_keypoints, image_row
+
+    import imageio.v3 as iio
+
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    if background is None:
+        background = background_from_frames(frames, LocalizeConfig())
+    boxes, _ = model_boxes(model, frames, background)
+    if boxes is None:
+        h, w = frames.shape[1:3]
+        boxes = np.tile(np.array([0, 0, w, h], dtype=np.float64), (len(frames), 1))
+    keypoints, _ = detect_keypoints(model, frames[picks], boxes[picks])
+    size = 160
+    tiles = []
+    for row, i in enumerate(picks):
+        tile = resize_frame(np.ascontiguousarray(crop_frame(frames[i], boxes[i])), size)
+        tile = draw_keypoints(tile, frame_to_crop(keypoints[row : row + 1], boxes[i : i + 1], size)[0], radius=3)
+        white = np.full((labels.shape[1], 3), 255, dtype=np.uint8)
+        tile = draw_keypoints(tile, frame_to_crop(labels[i : i + 1], boxes[i : i + 1], size)[0], white, radius=2)
+        tiles.append(tile)
+    half = (count + 1) // 2
+    grid = np.concatenate([image_row(tiles[:half]), np.full((2, image_row(tiles[:half]).shape[1], 3), 255, np.uint8),
+                           image_row(tiles[half:] + [np.full_like(tiles[0], 255)] * (2 * half - count))], axis=0)
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -151,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         report[mode]["seconds"] = time.monotonic() - started
         if model is not None:
             print(json.dumps(report[mode]["targets"], indent=1))
+    if model is not None:
+        draw_figure(model, frames, labelled.points, background, args.out / "keypoints_on_labels.png")
+        print(f"wrote {args.out / 'keypoints_on_labels.png'}")
     path = args.out / "openfield_accuracy.json"
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
