@@ -85,14 +85,18 @@ def _pattern_pairs(count: int, pattern_seed: int, step: int, **augment):
     return first, second, source, driving, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
 
 
-def test_sample_pairs_match_their_indices_and_flip_together() -> None:
-    first, second, source, driving, as_image = _pattern_pairs(12, pattern_seed=0, step=7, flip=True, seed=3)
+@pytest.mark.parametrize("flip_vertical", [False, True])
+def test_sample_pairs_match_their_indices_and_flip_together(flip_vertical: bool) -> None:
+    """Left-right mirror flips by default; top-bottom ones for crops turned to face right."""
+    first, second, source, driving, as_image = _pattern_pairs(12, pattern_seed=0, step=7, flip=True, seed=3,
+                                                              flip_vertical=flip_vertical)
+    dim = -2 if flip_vertical else -1
     flipped_any = False
     for b in range(64):
         src_plain = torch.allclose(source[b], as_image[first[b]])
-        src_flip = torch.allclose(source[b], as_image[first[b]].flip(-1))
+        src_flip = torch.allclose(source[b], as_image[first[b]].flip(dim))
         drv_plain = torch.allclose(driving[b], as_image[second[b]])
-        drv_flip = torch.allclose(driving[b], as_image[second[b]].flip(-1))
+        drv_flip = torch.allclose(driving[b], as_image[second[b]].flip(dim))
         assert src_plain != src_flip and drv_plain != drv_flip
         assert src_flip == drv_flip  # one augmentation per pair
         flipped_any |= src_flip

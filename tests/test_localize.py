@@ -381,6 +381,14 @@ def test_openfield_labelled_parts_lie_in_their_boxes(shared_data):
     x, y = labelled.points[..., 0], labelled.points[..., 1]
     b = boxes.boxes[:, None]
     assert np.all((x >= b[..., 0]) & (x < b[..., 2]) & (y >= b[..., 1]) & (y < b[..., 3]))
+    # The heading follows the labelled tail base → snout direction (measured: median 2.2°, 95% within
+    # 12.7°, the worst 35°; the first heading rule had 19 images beyond 30°, rearing mice).
+    body = labelled.points[:, 0] - labelled.points[:, 3]
+    error = np.degrees(np.abs(np.angle(np.exp(1j * (boxes.angles - np.arctan2(body[:, 1], body[:, 0]))))))
+    assert error.max() < 45 and np.percentile(error, 95) < 15 and np.median(error) < 5
+    # and in crops turned to it, the snout is right of the tail base in every image
+    crop = frame_to_crop(labelled.points, boxes.crop_boxes(align=True), 64)
+    assert np.all(crop[:, 0, 0] > crop[:, 3, 0])
 
 
 def test_decide_reuses_the_background_samples(video, monkeypatch):
