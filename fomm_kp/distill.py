@@ -114,7 +114,7 @@ def tracking_crops(
     crop = meta.get("fixed_crop") or None
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize="on" if localized else "off"))
     side = int(round(meta["box_side"])) if localized and "box_side" in meta else None
-    located = subject_boxes(video, config, crop, side=side, align=bool(meta.get("aligned", False)) and not crop)
+    located = subject_boxes(video, config, crop, side=side, align=bool(meta.get("aligned", False)))
     whole = np.array([0, 0, info.width, info.height], dtype=np.float64)
     box_of: dict[int, np.ndarray | None] = {}
     if located is not None:

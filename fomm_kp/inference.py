@@ -18,6 +18,7 @@ import torch
 from fomm_kp.checkpoint import read_checkpoint
 from fomm_kp.config import Config
 from fomm_kp.errors import FommError
+from fomm_kp.localize import box_maps
 from fomm_kp.models import FOMM
 from fomm_kp.video import crop_frame, resize_frame
 
@@ -127,15 +128,9 @@ def _to_pixels(keypoints: torch.Tensor, scores: torch.Tensor, jacobians: torch.T
                covariances: torch.Tensor, boxes: np.ndarray) -> Detections:
     """Normalised crop coordinates → pixels of the frame the boxes were cut from (boxes ``(B, 4)``,
     or ``(B, 5)`` for crops turned by an angle: see :func:`fomm_kp.video.crop_frame`)."""
+    centre, linear = box_maps(boxes)  # normalised crop units → frame pixels
+    linear = linear[:, None]  # (B, 1, 2, 2): one map per frame, for all K keypoints
     kp = keypoints.float().cpu().numpy().astype(np.float64)
-    half = (boxes[:, 2:4] - boxes[:, 0:2]) / 2.0  # (B, 2)
-    centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0 - 0.5
-    angle = boxes[:, 4] if boxes.shape[1] == 5 else np.zeros(len(boxes))
-    cos, sin = np.cos(angle), np.sin(angle)
-    # The linear map from normalised crop units to frame pixels: A = R(angle) · diag(w/2, h/2).
-    linear = np.zeros((len(boxes), 1, 2, 2))
-    linear[:, 0, 0, 0], linear[:, 0, 0, 1] = cos * half[:, 0], -sin * half[:, 1]
-    linear[:, 0, 1, 0], linear[:, 0, 1, 1] = sin * half[:, 0], cos * half[:, 1]
     px = centre[:, None, :] + (linear @ kp[..., None])[..., 0]
     jac = linear @ jacobians.float().cpu().numpy() @ np.linalg.inv(linear)
     cov = linear @ covariances.float().cpu().numpy() @ np.swapaxes(linear, -1, -2)

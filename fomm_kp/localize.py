@@ -48,6 +48,7 @@ __all__ = [
     "decide",
     "decide_from_blobs",
     "should_align",
+    "box_maps",
     "crop_to_frame",
     "frame_to_crop",
     "mask_not_found",
@@ -472,22 +473,17 @@ def _blob_from_pixels(
     ends = np.stack([centre + half * v, centre - half * v])
     elongation = float(np.sqrt(evals[1] / max(evals[0], 1e-12)))
     heading = -v  # away from the skew side
-    if whole_xs is not None and whole_ys is not None and len(whole_xs) > len(xs):
+    count = 0 if whole_xs is None or whole_ys is None else len(whole_xs) - len(xs)
+    if count >= 3 and count >= 0.05 * len(whole_xs):
         # The appendages (whole minus core: a tail, legs) sit behind the body's centre: the vector
         # from their centroid to the core's points forward. It orients the core's axis, or stands
         # in for it when the core is too round to have one (a rearing or curled animal).
-        count = len(whole_xs) - len(xs)
-        appendage = (np.array([whole_xs.sum() - xs.sum(), whole_ys.sum() - ys.sum()], dtype=np.float64) / count)
-        forward = (np.array([xs.mean(), ys.mean()]) - appendage) * factor
-        if count >= max(3, 0.05 * len(whole_xs)) and np.linalg.norm(forward) > 0:
-            if elongation >= axis_min_elongation:
-                heading = v if forward @ v >= 0 else -v
-            else:
-                heading = forward / np.linalg.norm(forward)
-        else:
-            whole = np.stack([whole_xs - whole_xs.mean(), whole_ys - whole_ys.mean()], axis=1).astype(np.float64)
-            if float(np.mean((whole @ v) ** 3)) < 0:
-                heading = v
+        appendage = np.array([whole_xs.sum() - xs.sum(), whole_ys.sum() - ys.sum()], dtype=np.float64) / count
+        forward = np.array([xs.mean(), ys.mean()]) - appendage
+        if elongation >= axis_min_elongation:
+            heading = v if forward @ v >= 0 else -v
+        elif np.linalg.norm(forward) > 0:
+            heading = forward / np.linalg.norm(forward)
     return Blob(
         centre=centre.astype(np.float32),
         area=float(len(xs) * factor * factor),
@@ -637,11 +633,8 @@ def boxes_from_blobs(
             raw[i] = b.centre
     if side is None:
         side = _box_side(np.array([b.major_length for b in blobs if b is not None]), width, height, config)
-    headings = np.zeros((t, 2))
-    for i, b in enumerate(blobs):
-        if b is not None and np.isfinite(b.heading):
-            headings[i] = np.cos(b.heading), np.sin(b.heading)
-    has_heading = found & np.any(headings != 0, axis=1)
+    headings = np.array([np.nan if b is None else b.heading for b in blobs], dtype=np.float64)
+    has_heading = np.isfinite(headings)
     if not found.any():
         log.warning("subject not found in any of %d frames: boxes centred in the frame", t)
         centres = np.tile([(width - 1) / 2.0, (height - 1) / 2.0], (t, 1))
@@ -652,9 +645,9 @@ def boxes_from_blobs(
     if not has_heading.any():
         angles = np.zeros(t)
     elif smooth:
-        angles = smooth_headings(np.arctan2(headings[:, 1], headings[:, 0]), has_heading, config.smooth_sigma)
+        angles = smooth_headings(headings, has_heading, config.smooth_sigma)
     else:
-        vectors = _interpolate(headings, has_heading)
+        vectors = _interpolate(np.stack([np.cos(headings), np.sin(headings)], axis=1), has_heading)
         angles = np.arctan2(vectors[:, 1], vectors[:, 0])
     elongations = [b.elongation for b in blobs if b is not None]
     return SubjectBoxes(
@@ -805,20 +798,35 @@ def should_align(located: SubjectBoxes, setting: str, config: LocalizeConfig = L
     return bool(located.found.any()) and located.elongation >= config.align_min_elongation
 
 
-def _check_points_boxes(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def box_maps(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where crops cut with ``boxes`` ``(B, 4)`` (or ``(B, 5)``, turned by the fifth value: see
+    :func:`fomm_kp.video.crop_frame`) sit in the frame: the centre ``(B, 2)`` in frame pixels and the
+    linear map ``(B, 2, 2)`` = R(angle) · diag(width / 2, height / 2) from normalised crop
+    coordinates (−1 … 1 across the crop) to frame-pixel offsets from that centre."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] not in (4, 5):
+        raise FommError(f"boxes must have shape (B, 4) or (B, 5), got {boxes.shape}")
+    half = (boxes[:, 2:4] - boxes[:, 0:2]) / 2.0
+    centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0 - 0.5  # pixel-centre convention
+    angle = boxes[:, 4] if boxes.shape[1] == 5 else np.zeros(len(boxes))
+    cos, sin = np.cos(angle), np.sin(angle)
+    linear = np.stack([np.stack([cos * half[:, 0], -sin * half[:, 1]], axis=-1),
+                       np.stack([sin * half[:, 0], cos * half[:, 1]], axis=-1)], axis=-2)
+    return centre, linear
+
+
+def _crop_geometry(points: np.ndarray, boxes: np.ndarray, crop_size: int | None):
+    """Checked points ``(B, ..., 2)``, and per point the box centre, linear map (:func:`box_maps`)
+    and crop side in crop pixels, broadcast to the points' shape."""
     points = np.asarray(points, dtype=np.float64)
     boxes = np.asarray(boxes, dtype=np.float64)
     if points.shape[-1] != 2 or boxes.ndim != 2 or boxes.shape[-1] not in (4, 5) or points.shape[0] != boxes.shape[0]:
         raise FommError(f"points (B, ..., 2) and boxes (B, 4 or 5) disagree: {points.shape} vs {boxes.shape}")
-    return points, boxes.reshape(boxes.shape[:1] + (1,) * (points.ndim - 2) + boxes.shape[1:])
-
-
-def _box_frame(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(centre, side, cos, sin) of boxes ``(..., 4 or 5)``; the centre in pixel-centre convention."""
-    side = b[..., 2:4] - b[..., 0:2]
-    centre = (b[..., 0:2] + b[..., 2:4]) / 2.0 - 0.5
-    angle = b[..., 4:5] if b.shape[-1] == 5 else np.zeros_like(b[..., :1])
-    return centre, side, np.cos(angle), np.sin(angle)
+    centre, linear = box_maps(boxes)
+    extra = (1,) * (points.ndim - 2)
+    size = boxes[:, 2:4] - boxes[:, 0:2] if crop_size is None else np.full((len(boxes), 2), float(crop_size))
+    shape = (len(boxes),) + extra
+    return points, centre.reshape(shape + (2,)), linear.reshape(shape + (2, 2)), size.reshape(shape + (2,))
 
 
 def crop_to_frame(points: np.ndarray, boxes: np.ndarray, crop_size: int | None = None) -> np.ndarray:
@@ -831,22 +839,16 @@ def crop_to_frame(points: np.ndarray, boxes: np.ndarray, crop_size: int | None =
             was turned by (radians; see :func:`fomm_kp.video.crop_frame`).
     Returns float32 ``(B, ..., 2)`` in frame pixels; NaN stays NaN.
     """
-    points, b = _check_points_boxes(points, boxes)
-    centre, side, cos, sin = _box_frame(b)
-    scale = 1.0 if crop_size is None else side / float(crop_size)
-    r = (points + 0.5) * scale - side / 2.0  # from the box centre, crop axes, frame pixel units
-    turned = np.stack([cos[..., 0] * r[..., 0] - sin[..., 0] * r[..., 1], sin[..., 0] * r[..., 0] + cos[..., 0] * r[..., 1]], axis=-1)
-    return (centre + turned).astype(np.float32)
+    points, centre, linear, size = _crop_geometry(points, boxes, crop_size)
+    normalised = (points + 0.5) * 2.0 / size - 1.0
+    return (centre + np.einsum("...ij,...j->...i", linear, normalised)).astype(np.float32)
 
 
 def frame_to_crop(points: np.ndarray, boxes: np.ndarray, crop_size: int | None = None) -> np.ndarray:
     """Inverse of :func:`crop_to_frame`: frame pixels → pixels of the (resized) crop."""
-    points, b = _check_points_boxes(points, boxes)
-    centre, side, cos, sin = _box_frame(b)
-    d = points - centre
-    r = np.stack([cos[..., 0] * d[..., 0] + sin[..., 0] * d[..., 1], -sin[..., 0] * d[..., 0] + cos[..., 0] * d[..., 1]], axis=-1)
-    scale = 1.0 if crop_size is None else float(crop_size) / side
-    return ((r + side / 2.0) * scale - 0.5).astype(np.float32)
+    points, centre, linear, size = _crop_geometry(points, boxes, crop_size)
+    normalised = np.einsum("...ij,...j->...i", np.linalg.inv(linear), points - centre)
+    return ((normalised + 1.0) * size / 2.0 - 0.5).astype(np.float32)
 
 
 def mask_not_found(keypoints: np.ndarray, scores: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
