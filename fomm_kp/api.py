@@ -89,16 +89,21 @@ def train(
     seed: int | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
+    overwrite: bool = False,
 ) -> Model:
     """Train a FOMM keypoint detector on one video, self-supervised; returns the trained model.
 
     Writes ``checkpoint.pt`` (atomically, with its config) and ``preview.png`` into ``out_dir``.
     ``steps``/``minutes``/``seed`` override the config. With ``resume``, training continues from
-    ``out_dir/checkpoint.pt`` with that checkpoint's config.
+    ``out_dir/checkpoint.pt`` with that checkpoint's config. A trained checkpoint already in
+    ``out_dir`` is never replaced unless ``resume`` or ``overwrite`` is set.
     """
     out_dir = Path(out_dir)
     video = Path(video)
     checkpoint_path = out_dir / "checkpoint.pt"
+    if checkpoint_path.exists() and not (resume or overwrite):
+        raise FommError(f"{checkpoint_path} already holds a trained model: pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --out")
     states, start_step = None, 0
     if resume:
         config, states, start_step, _ = read_checkpoint(checkpoint_path)

@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a single clear error line."""
+"""The exception types the CLI turns into a single clear line on stderr."""
 
 from __future__ import annotations
 
@@ -8,3 +8,14 @@ class FommError(Exception):
 
     The message is one line that says what is wrong and, where possible, what to do.
     """
+
+
+class Interrupted(Exception):
+    """Ctrl-C, after the work in hand was put somewhere safe; the message says where (one line).
+
+    Not a :class:`KeyboardInterrupt`, so that it reaches the CLI's ``main`` with its message (typer
+    turns a KeyboardInterrupt into a bare exit status)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

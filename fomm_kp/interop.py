@@ -1,6 +1,7 @@
 """Tracks from and to other pose tools: DeepLabCut CSV/H5, SLEAP ``.slp`` and NWB.
 
-DeepLabCut files are read with pandas (H5 needs PyTables); SLEAP goes through sleap-io and NWB
+DeepLabCut CSV files are read with pandas, H5 files with h5py as numbers and text only (never
+unpickled: :mod:`fomm_kp.dlc_h5`); SLEAP goes through sleap-io and NWB
 through pynwb + ndx-pose (sleap-io's dependencies). Both
 are optional: install them with ``pip install fomm_kp[interop]``. They are imported only when a
 file of that kind is read or written, and a missing one is a :class:`FommError` that says so.
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from fomm_kp.dlc_h5 import DlcTable, read_dlc_h5
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, atomic_write
 
@@ -77,23 +79,23 @@ def _frame_indices_from_index(index: Any) -> np.ndarray:
     return frames
 
 
-def _tracks_from_dlc_frame(df: Any, path: Path, fps: float | None) -> Tracks:
-    """Convert a DeepLabCut DataFrame (MultiIndex columns) into Tracks."""
-    levels = [str(n) for n in df.columns.names]
+def _tracks_from_dlc_table(table: DlcTable, path: Path, fps: float | None) -> Tracks:
+    """Convert a DeepLabCut table (columns named by scorer, [individuals,] bodyparts, coords) into Tracks."""
+    levels = list(table.column_names)
     if "bodyparts" not in levels or "coords" not in levels:
         raise FommError(f"{path} is not a DeepLabCut table: column levels are {levels}, expected bodyparts and coords")
     has_individuals = "individuals" in levels
-    cols = df.columns
-    bodyparts_all = cols.get_level_values("bodyparts")
-    individuals_all = cols.get_level_values("individuals") if has_individuals else ["subject0"] * len(cols)
-    coords_all = cols.get_level_values("coords")
+    bodyparts_all = [c[levels.index("bodyparts")] for c in table.columns]
+    individuals_all = ([c[levels.index("individuals")] for c in table.columns] if has_individuals
+                       else ["subject0"] * len(table.columns))
+    coords_all = [c[levels.index("coords")] for c in table.columns]
     subjects = list(dict.fromkeys(str(s) for s in individuals_all))
     keypoints_names = list(dict.fromkeys(str(b) for b in bodyparts_all))
-    t = len(df)
+    t = len(table.index)
     kp = np.full((t, len(subjects), len(keypoints_names), 2), np.nan, dtype=np.float32)
     scores = np.zeros((t, len(subjects), len(keypoints_names)), dtype=np.float32)
     has_likelihood = np.zeros((len(subjects), len(keypoints_names)), dtype=bool)
-    values = df.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = table.values
     for col, (ind, part, coord) in enumerate(zip(individuals_all, bodyparts_all, coords_all)):
         n, k = subjects.index(str(ind)), keypoints_names.index(str(part))
         coord = str(coord)
@@ -115,7 +117,7 @@ def _tracks_from_dlc_frame(df: Any, path: Path, fps: float | None) -> Tracks:
     return Tracks(
         keypoints=kp,
         scores=scores,
-        frame_indices=_frame_indices_from_index(df.index),
+        frame_indices=_frame_indices_from_index(table.index),
         fps=_resolve_fps(fps, path),
         video="",
         keypoint_names=tuple(keypoints_names),
@@ -142,15 +144,18 @@ def load_dlc(path: str | os.PathLike, fps: float | None = None) -> Tracks:
             df = pd.read_csv(path, header=header, index_col=0)
         except (ValueError, pd.errors.ParserError) as exc:
             raise FommError(f"cannot parse DeepLabCut CSV {path}: {exc}") from exc
-    elif suffix == ".h5":
-        _require("tables", "reading DeepLabCut .h5 files")
         try:
-            df = pd.read_hdf(path)
-        except (ValueError, KeyError, OSError, TypeError) as exc:
-            raise FommError(f"cannot read DeepLabCut H5 {path}: {exc}") from exc
+            values = df.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            raise FommError(f"{path}: a coordinate cell holds text, not a number") from None
+        table = DlcTable(values, [tuple(str(v) for v in c) for c in df.columns],
+                         [str(n) for n in df.columns.names], list(df.index))
+    elif suffix in (".h5", ".hdf5"):
+        _require("h5py", "reading DeepLabCut .h5 files")
+        table = read_dlc_h5(path)
     else:
         raise FommError(f"not a DeepLabCut file: {path} (expected .csv or .h5)")
-    return _tracks_from_dlc_frame(df, path, fps)
+    return _tracks_from_dlc_table(table, path, fps)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fomm_kp.dlc_h5 import read_dlc_h5
 from fomm_kp.errors import FommError
 
 __all__ = ["LabelledFrames", "load_labels", "read_dlc_labels", "read_slp_labels"]
@@ -162,23 +163,16 @@ def _read_dlc_csv(path: Path, individual: str | None) -> LabelledFrames:
 
 
 def _read_dlc_h5(path: Path, individual: str | None) -> LabelledFrames:
-    import pandas as pd
-
-    try:
-        frame = pd.read_hdf(path)
-    except ImportError as exc:
-        raise FommError(f"reading {path} needs PyTables: pip install tables (or use the CSV)") from exc
-    except Exception as exc:
-        raise FommError(f"cannot read {path}: {exc.__class__.__name__}: {exc}") from exc
-    levels = list(frame.columns.names)
+    table = read_dlc_h5(path)  # numbers and text only: nothing in the file is unpickled
+    levels = table.column_names
     if "bodyparts" not in levels or "coords" not in levels:
         raise FommError(f"{path} is not a DeepLabCut label file (column levels {levels})")
-    parts = [str(v) for v in frame.columns.get_level_values("bodyparts")]
-    coords = [str(v) for v in frame.columns.get_level_values("coords")]
-    individuals = [str(v) for v in frame.columns.get_level_values("individuals")] if "individuals" in levels else None
+    parts = [c[levels.index("bodyparts")] for c in table.columns]
+    coords = [c[levels.index("coords")] for c in table.columns]
+    individuals = [c[levels.index("individuals")] for c in table.columns] if "individuals" in levels else None
     columns = _pick_columns(parts, individuals, individual)
-    names = ["/".join(str(v) for v in idx) if isinstance(idx, tuple) else str(idx) for idx in frame.index]
-    values = frame.to_numpy(dtype=np.float64)[:, columns]
+    names = ["/".join(str(v) for v in idx) if isinstance(idx, tuple) else str(idx) for idx in table.index]
+    values = table.values[:, columns]
     return _assemble(names, values, [parts[c] for c in columns], [coords[c] for c in columns], path)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import atomic_write
 
 __all__ = ["Tracks", "load_tracks", "save_tracks", "atomic_write"]
 
@@ -108,28 +108,6 @@ class Tracks:
             keypoint_names=self.keypoint_names,
             subject_names=self.subject_names,
         )
-
-
-def atomic_write(path: str | os.PathLike, write_fn, suffix: str | None = None) -> Path:
-    """Call ``write_fn(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    Nothing half-written is ever left at ``path``: on failure the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
-    os.close(fd)
-    try:
-        write_fn(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _save_npz(tracks: Tracks, path: Path) -> None:

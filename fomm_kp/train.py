@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from fomm_kp.losses import (
 from fomm_kp.models import FOMM
 from fomm_kp.viz import draw_keypoints, image_row
 
-__all__ = ["Trainer", "TrainProgress", "autocast_context"]
+__all__ = ["Trainer", "TrainProgress", "TrainingInterrupted", "autocast_context"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,37 @@ class TrainProgress:
     preview: Path | None = None
     checkpoint: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Trainer.fit`: the step in hand was finished and a checkpoint written."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Within the block, a first Ctrl-C only sets a flag (checked between steps); a second one
+    interrupts at once. Yields a function that says whether Ctrl-C was pressed."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed.is_set
+        return
+
+    def handler(signum, frame) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        log.warning("Ctrl-C: finishing this step and saving a checkpoint (press again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def autocast_context(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -146,13 +179,23 @@ class Trainer:
         """Train until ``steps`` total steps or ``minutes`` of wall time, whichever comes first.
 
         Writes ``checkpoint.pt`` every ``checkpoint_every`` steps and at the end, and
-        ``preview.png`` every ``preview_every`` steps.
+        ``preview.png`` every ``preview_every`` steps. Ctrl-C finishes the step in hand, writes a
+        checkpoint and raises :class:`TrainingInterrupted`.
         """
+        with _deferred_interrupt() as interrupted:
+            self._fit(steps, minutes, callback, interrupted)
+        log.info("trained to step %d", self.step_count)
+        return self.model
+
+    def _fit(self, steps: int, minutes: float, callback: Callable[[TrainProgress], None] | None,
+             interrupted: Callable[[], bool]) -> None:
         cfg = self.config.train
         start = time.monotonic()
         limit = 60.0 * minutes if minutes > 0 else 0.0
         ema: dict[str, float] = {}
         while self.step_count < steps:
+            if interrupted():
+                raise TrainingInterrupted(self.step_count, self.save(self.out_dir / "checkpoint.pt"))
             losses = self.step()
             ema = {k: v if k not in ema else 0.9 * ema[k] + 0.1 * v for k, v in losses.items()}
             elapsed = time.monotonic() - start
@@ -169,8 +212,6 @@ class Trainer:
                 callback(TrainProgress(self.step_count, steps, elapsed, limit, dict(ema), preview, checkpoint))
             if done:
                 break
-        log.info("trained to step %d in %.1f s", self.step_count, time.monotonic() - start)
-        return self.model
 
     def save(self, path: Path) -> Path:
         state = {

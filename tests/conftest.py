@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +135,47 @@ def write_zero_frame_video(path: Path) -> Path:
         for packet in stream.encode(None):
             container.mux(packet)
     return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line, run in this process as the console script would.
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """Run ``fomm-kp ARGS`` in this process as the console script would; ``(exit code, stdout, stderr)``.
+
+    ``main`` configures logging to stderr at INFO level; under pytest the root logger already has
+    handlers, so that is mimicked here: any log line the library emits shows up in stderr.
+    """
+    from fomm_kp.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fomm-kp", *args])
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

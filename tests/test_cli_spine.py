@@ -15,7 +15,7 @@ from fomm_kp.cli import main
 from fomm_kp.tracks import load_tracks
 from fomm_kp.video import probe
 
-from conftest import SyntheticClip, write_video, write_zero_frame_video
+from conftest import SyntheticClip, assert_one_error_line, files_under, run_cli, write_video, write_zero_frame_video
 
 TINY_WHOLE_FRAME = """\
 # the tiny built-in with whole frames (no localisation)
@@ -32,44 +32,6 @@ train:
 data:
   localize: "off"
 """
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """Run ``fomm-kp ARGS`` in this process as the console script would; ``(exit code, stdout, stderr)``.
-
-    ``main`` configures logging to stderr at INFO level; under pytest the root logger already has
-    handlers, so that is mimicked here: any log line the library emits shows up in stderr.
-    """
-    monkeypatch.setattr(sys, "argv", ["fomm-kp", *args])
-    root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
-def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import logging
 import sys
 
 from fomm_kp.cli.app import app
-from fomm_kp.errors import FommError
+from fomm_kp.errors import FommError, Interrupted
 
 # Command modules register themselves on ``app`` when imported.
 from fomm_kp.cli import spine  # noqa: F401,E402
@@ -26,7 +26,10 @@ def main() -> None:
     """Entry point of the ``fomm-kp`` script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+    except Interrupted as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(130)
     except FommError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -48,3 +51,9 @@ def main() -> None:
                 print(f"error: {message}", file=sys.stderr)
             sys.exit(getattr(exc, "exit_code", None) or 2)
         raise
+    # Under standalone_mode=False typer turns Ctrl-C (and typer.Exit) into a returned exit status.
+    if code == 130:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

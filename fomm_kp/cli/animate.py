@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fomm_kp.cli.app import app, console, evaluate_app, progress_bar
 from fomm_kp.errors import FommError
+from fomm_kp.files import refuse_overwriting_inputs
 
 
 @app.command()
@@ -37,6 +38,7 @@ def animate(
     from fomm_kp.animate import animate as animate_fn
     from fomm_kp.inference import Model
 
+    refuse_overwriting_inputs({"--out": out}, [source, driving, checkpoint])
     if not checkpoint.exists():
         raise FommError(f"checkpoint not found: {checkpoint}")
     model = Model.load(checkpoint, device=device)
@@ -70,6 +72,7 @@ def reconstruction(
     from fomm_kp.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
     from fomm_kp.tracks import atomic_write
 
+    refuse_overwriting_inputs({"--out": out}, [*videos, checkpoint])
     if not checkpoint.exists():
         raise FommError(f"checkpoint not found: {checkpoint}")
     model = Model.load(checkpoint, device=device)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fomm_kp.cli.app import app, evaluate_app
 from fomm_kp.errors import FommError
+from fomm_kp.files import refuse_folder_holding_inputs, refuse_overwriting_inputs
 
 _console = Console()
 _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
@@ -56,6 +57,7 @@ def features(
     from fomm_kp.features import motion_features, plot_keypoint_spectrogram, save_features
     from fomm_kp.tracks import load_tracks
 
+    refuse_overwriting_inputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
     data = load_tracks(tracks)
     config = _feature_config(window, stride, egocentric, wavelet_freqs)
     feats = motion_features(data, config)
@@ -90,6 +92,8 @@ def fit(
             return load_features(path) if is_features else load_tracks(path)
         return load_tracks(path)
 
+    clip_files = [item.partition("=")[2] or None for item in clip or []]
+    refuse_overwriting_inputs({"--out": out}, [*(data or []), labels, *clip_files])
     config = _feature_config(window, stride, True, 0)
     if clip:
         if labels is not None or data:
@@ -121,6 +125,7 @@ def classify(
     from fomm_kp.classify import classify as classify_tracks
     from fomm_kp.classify import load_classifier, rank_labels
 
+    refuse_overwriting_inputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
     tracks = _load_tracks_or_video(source, checkpoint)
     result = classify_tracks(tracks, clf, min_bout_seconds=min_bout)
@@ -148,6 +153,7 @@ def score(
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
     from fomm_kp.score import score as score_study
 
+    refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
     with Progress(console=_console, transient=True) as progress:
         task = progress.add_task("labelling", total=None)
 
@@ -178,6 +184,7 @@ def motifs(
     from fomm_kp.motifs import find_motifs, write_motif_examples
     from fomm_kp.tracks import load_tracks
 
+    refuse_folder_holding_inputs("--out", out, sources)
     feats, tracks = [], []
     for path in sources:
         if path.suffix.lower() == ".npz":

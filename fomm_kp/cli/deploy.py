@@ -10,6 +10,7 @@ import typer
 
 from fomm_kp.cli.app import app, console, progress_bar
 from fomm_kp.errors import FommError
+from fomm_kp.files import refuse_overwriting_inputs
 
 
 _PHASES = {"frames": "reading frames", "teacher": "teacher targets", "training": "distilling", "evaluating": "evaluating"}
@@ -37,6 +38,7 @@ def distill(
     from fomm_kp.distill import distill as run_distill
     from fomm_kp.models.student import StudentConfig
 
+    refuse_overwriting_inputs({"--out": out, "--report": report}, [video, teacher])
     if not video.exists():
         raise FommError(f"video not found: {video}")
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
@@ -89,6 +91,11 @@ def export(
     from fomm_kp.export import export as run_export
     from fomm_kp.export import export_tensorrt, tensorrt_profile
 
+    if onnx.suffix.lower() != ".onnx":
+        raise FommError(f"--onnx {onnx}: the file name must end in .onnx")
+    if tensorrt is not None and tensorrt.suffix.lower() not in (".engine", ".plan", ".trt"):
+        raise FommError(f"--tensorrt {tensorrt}: the file name must end in .engine, .plan or .trt")
+    refuse_overwriting_inputs({"--onnx": onnx, "--tensorrt": tensorrt}, [checkpoint, video])
     if fp16 and int8:
         raise FommError("choose one of --fp16 and --int8")
     if (fp16 or int8) and tensorrt is None:

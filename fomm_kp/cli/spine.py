@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 
 from fomm_kp.cli.app import app, console, progress_bar
-from fomm_kp.errors import FommError
+from fomm_kp.errors import FommError, Interrupted
+from fomm_kp.train import TrainingInterrupted
+from fomm_kp.files import refuse_overwriting_inputs
 
 
 _TRACK_SUFFIXES = (".npz", ".csv", ".slp", ".nwb")
@@ -66,6 +68,7 @@ def train(
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
+    overwrite: bool = typer.Option(False, help="Replace a trained checkpoint already in OUT."),
     seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
 ) -> None:
@@ -78,9 +81,16 @@ def train(
     probe(video)
     if resume and not (out / "checkpoint.pt").is_file():
         raise FommError(f"checkpoint not found: {out / 'checkpoint.pt'}")
+    if (out / "checkpoint.pt").exists() and not (resume or overwrite):
+        raise FommError(f"{out / 'checkpoint.pt'} already holds a trained model: pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --out")
     loaded = None if resume else load_config(config)
-    model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes,
-                                crop=box, resume=resume, seed=seed, device=device)
+    try:
+        model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes,
+                                    crop=box, resume=resume, seed=seed, device=device, overwrite=overwrite)
+    except TrainingInterrupted as exc:
+        raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
+                          f"continue with: fomm-kp train {video} --out {out} --resume") from None
     console.print(f"trained {model.step} steps -> {out / 'checkpoint.pt'} (preview: {out / 'preview.png'})")
 
 
@@ -115,6 +125,7 @@ def track(
                                  (overlay, "--overlay", _VIDEO_SUFFIXES)):
         if path is not None and path.suffix.lower() not in suffixes:
             raise FommError(f"{kind} {path}: use one of {', '.join(suffixes)}")
+    refuse_overwriting_inputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
     info = probe(video)
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
