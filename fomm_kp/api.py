@@ -18,17 +18,17 @@ import torch
 
 from fomm_kp.checkpoint import read_checkpoint
 from fomm_kp.config import Config, load_config
-from fomm_kp.dataset import FramePairs, load_training_frames
+from fomm_kp.training.dataset import FramePairs, load_training_frames
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Model, choose_device
+from fomm_kp.runtime.model import Model, choose_device
 from fomm_kp.models import FOMM
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.train import Trainer, TrainProgress
+from fomm_kp.training.trainer import Trainer, TrainProgress
 from fomm_kp.video import VideoWriter, iter_frames, probe, resize_frame, crop_frame
 from fomm_kp.viz import draw_keypoints, draw_trails, keypoint_colors
 
 if TYPE_CHECKING:
-    from fomm_kp.backends import DetectorModel
+    from fomm_kp.runtime.backends import DetectorModel
 
 __all__ = ["train", "load_model", "track", "subject_boxes"]
 
@@ -57,7 +57,7 @@ def subject_boxes(
         return np.arange(info.num_frames), np.tile(box, (info.num_frames, 1)), np.ones(info.num_frames, bool)
     if config.data.localize == "off":
         return None
-    from fomm_kp import localize
+    from fomm_kp.localize import boxes as localize
 
     settings = localize.LocalizeConfig(margin=config.data.box_margin)
     background = localize.estimate_background(video, settings)
@@ -184,7 +184,7 @@ def load_model(
         _, _, _, meta = read_checkpoint(checkpoint)
         if meta.get("kind", "teacher") == "teacher":
             return Model.load(checkpoint, device)
-    from fomm_kp.backends import load_for_tracking
+    from fomm_kp.runtime.backends import load_for_tracking
 
     return load_for_tracking(checkpoint, backend, engine, device, threads)
 

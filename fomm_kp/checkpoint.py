@@ -14,7 +14,7 @@ import torch
 
 from fomm_kp.config import Config, from_dict, to_dict
 from fomm_kp.errors import FommError
-from fomm_kp.tracks import atomic_write
+from fomm_kp.files import atomic_write
 
 __all__ = ["FORMAT_VERSION", "save_checkpoint", "read_checkpoint"]
 

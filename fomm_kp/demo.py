@@ -57,8 +57,8 @@ def run_demo(
         "tracks_csv": out_dir / "tracks.csv",
         "overlay": out_dir / "overlay.mp4",
     }
-    from fomm_kp.animate import animation_demo
-    from fomm_kp.score import behaviour_demo
+    from fomm_kp.animation.render import animation_demo
+    from fomm_kp.behaviour.score import behaviour_demo
 
     log.info("demo: animating a frame of the sample with the motion of another part of it")
     written.update(animation_demo(model, video, out_dir))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm_kp.animate import animate
-from fomm_kp.inference import Model
-from fomm_kp.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
+from fomm_kp.animation.render import animate
+from fomm_kp.runtime.model import Model
+from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
 from fomm_kp.video import read_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

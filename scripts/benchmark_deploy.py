@@ -40,9 +40,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fomm_kp.backends import onnx_session
+from fomm_kp.runtime.backends import onnx_session
 from fomm_kp.config import builtin_config
-from fomm_kp.export import LoadedDetector, export_onnx, load_detector
+from fomm_kp.deploy.export import LoadedDetector, export_onnx, load_detector
 from fomm_kp.models import KeypointDetector
 from fomm_kp.models.student import StudentDetector, count_flops, count_parameters, student_config_for
 from fomm_kp.video import resize_frame

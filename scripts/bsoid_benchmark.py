@@ -45,9 +45,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from fomm_kp.behaviour_eval import Clip, evaluate_clip_set, motion_energy, motion_energy_features
+from fomm_kp.evaluation.behaviour import Clip, evaluate_clip_set, motion_energy, motion_energy_features
 from fomm_kp.errors import FommError
-from fomm_kp.features import FeatureConfig, motion_features, resolve_config
+from fomm_kp.behaviour.features import FeatureConfig, motion_features, resolve_config
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.video import VideoWriter, iter_frames, probe
 

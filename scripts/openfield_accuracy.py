@@ -100,9 +100,9 @@ def targets(evaluation, trained: str | None, untrained: str | None) -> dict:
 def draw_figure(model, frames: np.ndarray, labels: np.ndarray, background, path: Path, count: int = 8) -> None:
     """Eight labelled images, each as the crop the detector saw (turned to the heading when the
     model was trained so), 160 px: discovered keypoints in colour, labelled parts as white dots."""
-    from fomm_kp.evaluate import detect_keypoints, model_boxes
-    from fomm_kp.localize import LocalizeConfig, background_from_frames, frame_to_crop
-    from fomm_kp.tracks import atomic_write
+    from fomm_kp.evaluation.keypoints import detect_keypoints, model_boxes
+    from fomm_kp.localize.boxes import LocalizeConfig, background_from_frames, frame_to_crop
+    from fomm_kp.files import atomic_write
     from fomm_kp.video import crop_frame, resize_frame
     from fomm_kp.viz import draw_keypoints, image_row
 
@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from fomm_kp.evaluate import evaluate_model_on_labels, untrained_like
-    from fomm_kp.labels import load_labels
-    from fomm_kp.localize import LocalizeConfig, estimate_background
-    from fomm_kp.tracks import atomic_write
+    from fomm_kp.evaluation.keypoints import evaluate_model_on_labels, untrained_like
+    from fomm_kp.evaluation.labels import load_labels
+    from fomm_kp.localize.boxes import LocalizeConfig, estimate_background
+    from fomm_kp.files import atomic_write
 
     video = args.data / "videos" / "m3v1mp4.mp4"
     labels_file = args.data / "labeled-data" / "m4s1" / "CollectedData_Pranav.csv"

@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
 
-    from fomm_kp.labels import load_labels
-    from fomm_kp.localize import LocalizeConfig, background_from_frames, boxes_for_frames
-    from fomm_kp.tracks import atomic_write
+    from fomm_kp.evaluation.labels import load_labels
+    from fomm_kp.localize.boxes import LocalizeConfig, background_from_frames, boxes_for_frames
+    from fomm_kp.files import atomic_write
 
     labels_file = args.data / "labeled-data" / "m4s1" / "CollectedData_Pranav.csv"
     if not labels_file.is_file():

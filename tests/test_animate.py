@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fomm_kp.animate import (
+from fomm_kp.animation.render import (
     Animator,
     animate,
     animation_grid,
@@ -23,7 +23,7 @@ from fomm_kp.animate import (
 from fomm_kp.config import load_config
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import coordinate_grid
-from fomm_kp.inference import Model
+from fomm_kp.runtime.model import Model
 from fomm_kp.models import FOMM, KeypointOutput
 from fomm_kp.models.dense_motion import sparse_motions
 from fomm_kp.video import VideoWriter, probe, read_frames
@@ -288,8 +288,8 @@ def test_cli_animate(tiny_model, tmp_path, monkeypatch, capsys):
 def test_trainer_writes_animation_preview(tiny_model, tmp_path, rng):
     import imageio.v3 as iio
 
-    from fomm_kp.dataset import FramePairs, TrainingFrames
-    from fomm_kp.train import Trainer
+    from fomm_kp.training.dataset import FramePairs, TrainingFrames
+    from fomm_kp.training.trainer import Trainer
 
     size = tiny_model.config.model.image_size
     frames = rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8)
@@ -303,7 +303,7 @@ def test_trainer_writes_animation_preview(tiny_model, tmp_path, rng):
 
 
 def test_animation_demo_writes_side_by_side_video(tiny_model, tmp_path):
-    from fomm_kp.animate import animation_demo
+    from fomm_kp.animation.render import animation_demo
 
     video = tmp_path / "clip.mp4"
     _moving_square_video(video, 40, 30, 12)

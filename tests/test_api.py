@@ -13,7 +13,7 @@ import fomm_kp
 from fomm_kp import api
 from fomm_kp.config import Config, builtin_config
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Model
+from fomm_kp.runtime.model import Model
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.video import crop_frame, probe, read_frames
 
@@ -91,8 +91,8 @@ def test_detector_size_is_mapped_back_to_frame_pixels(trained: Model) -> None:
 
 def test_turned_crop_detections_map_back_like_crop_to_frame() -> None:
     """Keypoints, local affines and covariances found in a turned crop come back in frame pixels."""
-    from fomm_kp.inference import _to_pixels
-    from fomm_kp.localize import crop_to_frame
+    from fomm_kp.runtime.model import _to_pixels
+    from fomm_kp.localize.boxes import crop_to_frame
 
     rng = np.random.default_rng(0)
     normalised = rng.uniform(-1, 1, (2, 3, 2))

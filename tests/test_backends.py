@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fomm_kp import api
-from fomm_kp.backends import (
+from fomm_kp.runtime.backends import (
     DetectorModel,
     OnnxBackend,
     TorchBackend,
@@ -21,8 +21,8 @@ from fomm_kp.backends import (
 from fomm_kp.checkpoint import read_checkpoint, save_checkpoint
 from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.errors import FommError
-from fomm_kp.export import export_onnx, load_detector
-from fomm_kp.inference import Model
+from fomm_kp.deploy.export import export_onnx, load_detector
+from fomm_kp.runtime.model import Model
 from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentConfig, StudentDetector
 
@@ -136,7 +136,7 @@ def test_load_for_tracking_kinds(checkpoints: tuple[Path, Path], tmp_path: Path)
 
 
 def _other_model_onnx(tmp_path: Path) -> Path:
-    from fomm_kp.export import LoadedDetector
+    from fomm_kp.deploy.export import LoadedDetector
 
     other = StudentConfig(num_keypoints=2, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 8, 8),
                           blocks_per_stage=(0, 0, 0, 0), decoder_width=8)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp.behaviour_eval import (
+from fomm_kp.evaluation.behaviour import (
     Clip,
     evaluate_behaviour,
     leave_one_group_out,
@@ -20,7 +20,7 @@ from fomm_kp.behaviour_eval import (
     run_episodes,
 )
 from fomm_kp.errors import FommError
-from fomm_kp.features import FeatureConfig, Features
+from fomm_kp.behaviour.features import FeatureConfig, Features
 from fomm_kp.tracks import save_tracks
 from fomm_kp.video import VideoWriter
 

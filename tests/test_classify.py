@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp.classify import (
+from fomm_kp.behaviour.classifiers import (
     ClassifierOptions,
     FrameLabels,
     Segment,
@@ -24,7 +24,7 @@ from fomm_kp.classify import (
     window_labels,
 )
 from fomm_kp.errors import FommError
-from fomm_kp.features import motion_features
+from fomm_kp.behaviour.features import motion_features
 from fomm_kp.tracks import Tracks
 
 FPS = 30.0
@@ -202,7 +202,7 @@ def test_features_input_and_column_check() -> None:
 
 
 def _config_of(clf):
-    from fomm_kp.features import FeatureConfig
+    from fomm_kp.behaviour.features import FeatureConfig
 
     return FeatureConfig.from_dict(clf.feature_config)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fomm_kp.classify import load_classifier
-from fomm_kp.features import load_features
+from fomm_kp.behaviour.classifiers import load_classifier
+from fomm_kp.behaviour.features import load_features
 from fomm_kp.tracks import save_tracks
 
 from conftest import SyntheticClip
@@ -125,8 +125,8 @@ def test_classify_and_score_a_video_with_a_checkpoint(tmp_path: Path, disc_clip:
                                                       capsys, monkeypatch) -> None:
     """A video source is tracked with the detector first (fomm_kp.api.track), then labelled."""
     from fomm_kp import api
-    from fomm_kp.classify import fit_classifier, save_classifier
-    from fomm_kp.features import FeatureConfig
+    from fomm_kp.behaviour.classifiers import fit_classifier, save_classifier
+    from fomm_kp.behaviour.features import FeatureConfig
 
     tracks = api.track(disc_clip.path, api.load_model(checkpoint))
     labels = tmp_path / "labels.csv"

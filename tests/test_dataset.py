@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fomm_kp.dataset import FramePairs, TrainingFrames, load_training_frames
+from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
 from fomm_kp.errors import FommError
 
 from conftest import SyntheticClip, disc_frames, write_video

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from fomm_kp import api
 from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import builtin_config
-from fomm_kp.distill import DistillConfig, _augment, compare_detectors, distill, heldout_split, tracking_crops
+from fomm_kp.deploy.distill import DistillConfig, _augment, compare_detectors, distill, heldout_split, tracking_crops
 from fomm_kp.errors import FommError
-from fomm_kp.export import load_detector
+from fomm_kp.deploy.export import load_detector
 from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentDetector, student_config_for
 

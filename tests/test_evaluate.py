@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fomm_kp.errors import FommError
-from fomm_kp.evaluate import (
+from fomm_kp.evaluation.keypoints import (
     PoseFeatures,
     affine_cv_predict,
     baseline_features,
@@ -202,14 +202,14 @@ def _synthetic_labelled(num: int = 30):
 
 
 def _labelled(labels: np.ndarray):
-    from fomm_kp.labels import LabelledFrames
+    from fomm_kp.evaluation.labels import LabelledFrames
 
     m = len(labels)
     return LabelledFrames(labels, ("head", "tail"), ("",) * m, np.arange(m), "", "synthetic")
 
 
 def test_baselines_on_synthetic_images():
-    from fomm_kp.localize import background_from_frames
+    from fomm_kp.localize.boxes import background_from_frames
 
     frames, labels = _synthetic_labelled(30)
     methods = baseline_features(frames, background_from_frames(frames))
@@ -226,7 +226,7 @@ def _tiny_model(meta: dict):
     import torch
 
     from fomm_kp.config import builtin_config
-    from fomm_kp.inference import Model
+    from fomm_kp.runtime.model import Model
     from fomm_kp.models.fomm import FOMM
 
     torch.manual_seed(1)
@@ -264,8 +264,8 @@ def test_evaluate_model_on_labels_runs_models_and_baselines(localized):
 
 
 def test_keypoints_from_the_model_land_in_their_boxes():
-    from fomm_kp.evaluate import detect_keypoints, model_boxes
-    from fomm_kp.localize import background_from_frames
+    from fomm_kp.evaluation.keypoints import detect_keypoints, model_boxes
+    from fomm_kp.localize.boxes import background_from_frames
 
     frames, _ = _synthetic_labelled(8)
     model = _tiny_model({"localized": True, "box_side": 60.0})
@@ -340,7 +340,7 @@ def test_cli_bad_fold_mode(tmp_path):
 @pytest.mark.slow
 def test_openfield_baselines(shared_data):
     """Real data, baselines only: blob moments beat the thumbnail, which beats the mean pose."""
-    from fomm_kp.evaluate import evaluate_labels
+    from fomm_kp.evaluation.keypoints import evaluate_labels
 
     evaluation = evaluate_labels(shared_data / "dlc-openfield/labeled-data/m4s1/CollectedData_Pranav.csv")
     mean = {name: float(np.mean(r.regression)) for name, r in evaluation.results.items()}

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.errors import FommError
-from fomm_kp.export import (
+from fomm_kp.deploy.export import (
     LoadedDetector,
     build_tensorrt_engine,
     check_onnx,
@@ -100,7 +100,7 @@ def test_teacher_round_trip_matches_its_own_forward(teacher_checkpoint: Path) ->
 def test_export_uses_eval_mode_batch_norm(student: LoadedDetector) -> None:
     student.module.train()  # forgotten .eval(): the export must not keep batch statistics
     data = export_onnx(student)
-    from fomm_kp.backends import onnx_session
+    from fomm_kp.runtime.backends import onnx_session
 
     session = onnx_session(data, threads=1)
     images = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)

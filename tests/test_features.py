@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fomm_kp.errors import FommError
-from fomm_kp.features import (
+from fomm_kp.behaviour.features import (
     FeatureConfig,
     Features,
     frame_signals,
@@ -19,7 +19,7 @@ from fomm_kp.features import (
     save_features,
     window_bounds,
 )
-from fomm_kp.frequency import dominant_frequency, wavelet_frequencies, wavelet_spectrogram, welch_window_features
+from fomm_kp.behaviour.frequency import dominant_frequency, wavelet_frequencies, wavelet_spectrogram, welch_window_features
 from fomm_kp.tracks import Tracks
 
 

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fomm_kp.dlc_h5 import literal_pickle, read_dlc_h5
+from fomm_kp.tracks.dlc_h5 import literal_pickle, read_dlc_h5
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, save_tracks
 
@@ -89,7 +89,7 @@ def test_the_object_column_file_really_is_hostile(evil_object_column) -> None:
 
 @pytest.mark.parametrize("fixture", ["evil_object_column", "evil_attribute"])
 def test_hostile_h5_is_refused_by_every_reader(fixture: str, request, tmp_path: Path, capsys, monkeypatch) -> None:
-    from fomm_kp.labels import read_dlc_labels
+    from fomm_kp.evaluation.labels import read_dlc_labels
     from fomm_kp.tracks import load_tracks
 
     path, marker = request.getfixturevalue(fixture)
@@ -235,7 +235,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_and_exits_130(tmp_path: Path,
     while time.monotonic() < deadline:
         line = process.stderr.readline()
         lines.append(line)
-        if "fomm_kp.train: step 3 " in line:
+        if "fomm_kp.training.trainer: step 3 " in line:
             break
     else:
         process.kill()

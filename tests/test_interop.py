@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp import interop
+from fomm_kp.tracks import formats as interop
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 

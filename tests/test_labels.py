@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fomm_kp.errors import FommError
-from fomm_kp.labels import load_labels, read_dlc_labels
+from fomm_kp.evaluation.labels import load_labels, read_dlc_labels
 
 
 def _write_images(folder: Path, count: int) -> list[str]:

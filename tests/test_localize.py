@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fomm_kp.errors import FommError
-from fomm_kp.localize import (
+from fomm_kp.localize.boxes import (
     Blob,
     LocalizeConfig,
     background_from_frames,
@@ -371,7 +371,7 @@ def test_bad_inputs():
 def test_openfield_labelled_parts_lie_in_their_boxes(shared_data):
     """Real data: on the 116 labelled m4s1 images (background: their own median) the mouse is found
     in every image and all four labelled parts lie inside its box."""
-    from fomm_kp.labels import load_labels
+    from fomm_kp.evaluation.labels import load_labels
 
     labelled = load_labels(shared_data / "dlc-openfield/labeled-data/m4s1/CollectedData_Pranav.csv")
     images = labelled.load_images()
@@ -392,7 +392,7 @@ def test_openfield_labelled_parts_lie_in_their_boxes(shared_data):
 
 
 def test_decide_reuses_the_background_samples(video, monkeypatch):
-    import fomm_kp.localize as localize
+    import fomm_kp.localize.boxes as localize
 
     path, *_ = video
     background = estimate_background(path)

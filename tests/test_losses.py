@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from fomm_kp import losses
+from fomm_kp.training import losses
 from fomm_kp.config import builtin_config
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import RandomWarp, gaussian_heatmaps, heatmap_statistics
-from fomm_kp.losses import (
+from fomm_kp.training.losses import (
     VGG19Perceptual,
     equivariance_losses,
     motion_weights,
@@ -178,7 +178,7 @@ def test_perceptual_loss_rejects_files_that_are_not_vgg19(tmp_path: Path) -> Non
 
 
 def test_separation_loss_is_high_for_collapsed_keypoints_and_pushes_them_apart() -> None:
-    from fomm_kp.losses import separation_loss
+    from fomm_kp.training.losses import separation_loss
 
     collapsed = torch.zeros(2, 5, 2)
     assert separation_loss(collapsed, 0.1).item() == pytest.approx(1.0)

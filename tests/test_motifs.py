@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp.classify import classify
+from fomm_kp.behaviour.classifiers import classify
 from fomm_kp.errors import FommError
-from fomm_kp.features import FeatureConfig, motion_features
-from fomm_kp.motifs import find_motifs, write_motif_examples
+from fomm_kp.behaviour.features import FeatureConfig, motion_features
+from fomm_kp.behaviour.motifs import find_motifs, write_motif_examples
 from fomm_kp.video import VideoWriter, probe
 
 from test_classify import make_tracks

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from fomm_kp import landmarks as landmarks_module
+from fomm_kp.evaluation import landmarks as landmarks_module
 from fomm_kp.config import load_config
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Model
+from fomm_kp.runtime.model import Model
 from fomm_kp.models import FOMM
-from fomm_kp.reconstruction import (
+from fomm_kp.evaluation.reconstruction import (
     ReconstructionReport,
     VideoReconstruction,
     evaluate_reconstruction,

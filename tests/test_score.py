@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp.classify import FrameLabels, fit_from_clips, save_classifier
+from fomm_kp.behaviour.classifiers import FrameLabels, fit_from_clips, save_classifier
 from fomm_kp.errors import FommError
-from fomm_kp.score import (
+from fomm_kp.behaviour.score import (
     BehaviourStats,
     VideoScore,
     behaviour_demo,

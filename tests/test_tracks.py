@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fomm_kp.errors import FommError
-from fomm_kp.tracks import Tracks, atomic_write, load_tracks, save_tracks
+from fomm_kp.files import atomic_write
+from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 
 
 def make_tracks(t: int = 7, n: int = 1, k: int = 3, with_extras: bool = True, seed: int = 0) -> Tracks:

@@ -13,11 +13,11 @@ import torch
 from fomm_kp import api
 from fomm_kp.checkpoint import read_checkpoint
 from fomm_kp.config import Config, builtin_config
-from fomm_kp.dataset import FramePairs, TrainingFrames
+from fomm_kp.training.dataset import FramePairs, TrainingFrames
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Model
+from fomm_kp.runtime.model import Model
 from fomm_kp.models import FOMM
-from fomm_kp.train import Trainer, TrainProgress, autocast_context
+from fomm_kp.training.trainer import Trainer, TrainProgress, autocast_context
 from fomm_kp.video import resize_frame
 
 from conftest import SyntheticClip, disc_frames

@@ -35,8 +35,8 @@ def animate(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
 ) -> None:
     """Animate SOURCE with the motion of DRIVING (First Order Motion Model motion transfer)."""
-    from fomm_kp.animate import animate as animate_fn
-    from fomm_kp.inference import Model
+    from fomm_kp.animation.render import animate as animate_fn
+    from fomm_kp.runtime.model import Model
 
     refuse_overwriting_inputs({"--out": out}, [source, driving, checkpoint])
     if not checkpoint.exists():
@@ -68,9 +68,9 @@ def reconstruction(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
 ) -> None:
     """Reconstruction L1 (and face AKD / missing-keypoint rate) with the FOMM papers' protocol."""
-    from fomm_kp.inference import Model
-    from fomm_kp.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
-    from fomm_kp.tracks import atomic_write
+    from fomm_kp.runtime.model import Model
+    from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
+    from fomm_kp.files import atomic_write
 
     refuse_overwriting_inputs({"--out": out}, [*videos, checkpoint])
     if not checkpoint.exists():

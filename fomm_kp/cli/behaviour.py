@@ -19,7 +19,7 @@ _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
 
 def _feature_config(window: Optional[List[float]], stride: float, egocentric: bool, wavelet_freqs: int):
-    from fomm_kp.features import FeatureConfig
+    from fomm_kp.behaviour.features import FeatureConfig
 
     return FeatureConfig(
         window_seconds=tuple(window) if window else FeatureConfig().window_seconds,
@@ -54,7 +54,7 @@ def features(
     spectrogram: Optional[Path] = typer.Option(None, help="also write a wavelet spectrogram PNG here"),
 ) -> None:
     """Motion and frequency features of keypoint tracks over sliding windows."""
-    from fomm_kp.features import motion_features, plot_keypoint_spectrogram, save_features
+    from fomm_kp.behaviour.features import motion_features, plot_keypoint_spectrogram, save_features
     from fomm_kp.tracks import load_tracks
 
     refuse_overwriting_inputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
@@ -79,8 +79,8 @@ def fit(
     stride: float = typer.Option(0.25, help="seconds between window centres"),
 ) -> None:
     """Fit a few-shot behaviour classifier from labelled segments or example clips."""
-    from fomm_kp.classify import fit_classifier, fit_from_clips, save_classifier
-    from fomm_kp.features import load_features
+    from fomm_kp.behaviour.classifiers import fit_classifier, fit_from_clips, save_classifier
+    from fomm_kp.behaviour.features import load_features
     from fomm_kp.tracks import load_tracks
 
     def load(path: Path):
@@ -122,8 +122,8 @@ def classify(
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
 ) -> None:
     """Label a video: behaviours ranked by probability, optionally every frame to a CSV."""
-    from fomm_kp.classify import classify as classify_tracks
-    from fomm_kp.classify import load_classifier, rank_labels
+    from fomm_kp.behaviour.classifiers import classify as classify_tracks
+    from fomm_kp.behaviour.classifiers import load_classifier, rank_labels
 
     refuse_overwriting_inputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
@@ -151,7 +151,7 @@ def score(
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
 ) -> None:
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
-    from fomm_kp.score import score as score_study
+    from fomm_kp.behaviour.score import score as score_study
 
     refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
     with Progress(console=_console, transient=True) as progress:
@@ -179,9 +179,9 @@ def motifs(
     clips: bool = typer.Option(True, help="write an example clip per motif (needs the videos)"),
 ) -> None:
     """Find unlabelled motifs: cluster feature windows and write example clips to name them."""
-    from fomm_kp.classify import save_classifier
-    from fomm_kp.features import load_features, motion_features, resolve_config
-    from fomm_kp.motifs import find_motifs, write_motif_examples
+    from fomm_kp.behaviour.classifiers import save_classifier
+    from fomm_kp.behaviour.features import load_features, motion_features, resolve_config
+    from fomm_kp.behaviour.motifs import find_motifs, write_motif_examples
     from fomm_kp.tracks import load_tracks
 
     refuse_folder_holding_inputs("--out", out, sources)
@@ -220,7 +220,7 @@ def evaluate_behaviour(
     stride: float = typer.Option(0.25, help="seconds between window centres"),
 ) -> None:
     """N-way K-shot episodes and leave-one-group-out: keypoint features vs a pixel baseline."""
-    from fomm_kp.behaviour_eval import evaluate_behaviour as run
+    from fomm_kp.evaluation.behaviour import evaluate_behaviour as run
 
     config = _feature_config(window, stride, True, 0)
     with _console.status("evaluating"):

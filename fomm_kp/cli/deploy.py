@@ -34,8 +34,8 @@ def distill(
     """Distil the teacher's detector into a small, fast student; report their disagreement on held-out frames."""
     import dataclasses
 
-    from fomm_kp.distill import DistillConfig, DistillProgress
-    from fomm_kp.distill import distill as run_distill
+    from fomm_kp.deploy.distill import DistillConfig, DistillProgress
+    from fomm_kp.deploy.distill import distill as run_distill
     from fomm_kp.models.student import StudentConfig
 
     refuse_overwriting_inputs({"--out": out, "--report": report}, [video, teacher])
@@ -45,7 +45,7 @@ def distill(
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = None
     if width != 1.0:
-        from fomm_kp.export import load_detector
+        from fomm_kp.deploy.export import load_detector
         from fomm_kp.models.student import student_config_for
 
         base = student_config_for(load_detector(teacher).config.model.detector)
@@ -69,7 +69,7 @@ def distill(
                   f"{held['px256']['mean']:.2f} px mean, {held['px256']['median']:.2f} median, "
                   f"{held['px256']['p95']:.2f} p95 (256-px crop); {held['px_frame']['mean']:.2f} px mean in the video frame")
     if report is not None:
-        from fomm_kp.tracks import atomic_write
+        from fomm_kp.files import atomic_write
 
         atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(r, indent=2)))
         console.print(f"report -> {report}")
@@ -88,8 +88,8 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (TensorRT 8.5 / JetPack 5 parses up to 17)."),
 ) -> None:
     """Export a detector to ONNX (checked, compared with PyTorch) and optionally build a TensorRT engine."""
-    from fomm_kp.export import export as run_export
-    from fomm_kp.export import export_tensorrt, tensorrt_profile
+    from fomm_kp.deploy.export import export as run_export
+    from fomm_kp.deploy.export import export_tensorrt, tensorrt_profile
 
     if onnx.suffix.lower() != ".onnx":
         raise FommError(f"--onnx {onnx}: the file name must end in .onnx")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm_kp.dlc_h5 import read_dlc_h5
+from fomm_kp.tracks.dlc_h5 import read_dlc_h5
 from fomm_kp.errors import FommError
 
 __all__ = ["LabelledFrames", "load_labels", "read_dlc_labels", "read_slp_labels"]

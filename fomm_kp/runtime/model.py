@@ -18,7 +18,7 @@ import torch
 from fomm_kp.checkpoint import read_checkpoint
 from fomm_kp.config import Config
 from fomm_kp.errors import FommError
-from fomm_kp.localize import box_maps
+from fomm_kp.localize.boxes import box_maps
 from fomm_kp.models import FOMM
 from fomm_kp.video import crop_frame, resize_frame
 

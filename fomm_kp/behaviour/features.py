@@ -35,8 +35,9 @@ from typing import Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.frequency import wavelet_frequencies, wavelet_spectrogram, welch_window_features
-from fomm_kp.tracks import Tracks, atomic_write
+from fomm_kp.behaviour.frequency import wavelet_frequencies, wavelet_spectrogram, welch_window_features
+from fomm_kp.files import atomic_write
+from fomm_kp.tracks import Tracks
 
 __all__ = [
     "FeatureConfig",
@@ -783,7 +784,7 @@ def plot_keypoint_spectrogram(
 ) -> Path:
     """PNG of Morlet wavelet amplitudes: the centroid (image coordinates) and each keypoint's
     egocentric position, x and y amplitudes summed, over ``config.wavelet_range_hz``."""
-    from fomm_kp.frequency import plot_spectrogram
+    from fomm_kp.behaviour.frequency import plot_spectrogram
 
     config = resolve_config(tracks, config)
     if not 0 <= subject < tracks.num_subjects:

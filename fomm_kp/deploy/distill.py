@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import Config, to_dict
 from fomm_kp.errors import FommError
-from fomm_kp.inference import choose_device
+from fomm_kp.runtime.model import choose_device
 from fomm_kp.models.student import (
     StudentConfig,
     StudentDetector,
@@ -301,8 +301,8 @@ def distill(
     """Train a student detector to reproduce ``teacher`` (a ``fomm-kp train`` checkpoint) on frames of
     ``video``; write the student checkpoint to ``out`` (weights_only-loadable, with the teacher's
     config and tracking metadata) and return it with the held-out disagreement report."""
-    from fomm_kp.backends import DetectorModel, TorchBackend
-    from fomm_kp.export import load_detector
+    from fomm_kp.runtime.backends import DetectorModel, TorchBackend
+    from fomm_kp.deploy.export import load_detector
 
     config = config or DistillConfig()
     if config.steps < 1 and config.minutes <= 0:

@@ -31,8 +31,8 @@ import numpy as np
 from fomm_kp.errors import FommError
 
 if TYPE_CHECKING:
-    from fomm_kp.labels import LabelledFrames
-    from fomm_kp.localize import Background, LocalizeConfig
+    from fomm_kp.evaluation.labels import LabelledFrames
+    from fomm_kp.localize.boxes import Background, LocalizeConfig
     from fomm_kp.tracks import Tracks
 
 __all__ = [
@@ -429,7 +429,7 @@ def evaluate_keypoints(
 
 def save_evaluation(evaluation: KeypointEvaluation, path: str | os.PathLike) -> None:
     """Write :meth:`KeypointEvaluation.to_dict` as JSON (atomically)."""
-    from fomm_kp.tracks import atomic_write
+    from fomm_kp.files import atomic_write
 
     text = json.dumps(evaluation.to_dict(), indent=2)
 
@@ -463,7 +463,7 @@ def baseline_features(frames: np.ndarray, background: Background, config: Locali
     """The model-free baselines for uint8 frames ``(M, H, W, 3)``: ``blob moments`` (centroid and
     both principal-axis ends of the whole foreground component, ends ordered by its skew),
     ``blob centroid`` alone and ``thumbnail 8x8``."""
-    from fomm_kp.localize import LocalizeConfig, blob_moments
+    from fomm_kp.localize.boxes import LocalizeConfig, blob_moments
 
     # The whole foreground, tail and all: what a lab would measure without a model.
     config = LocalizeConfig(core_fraction=0.0) if config is None else config
@@ -505,7 +505,7 @@ def model_boxes(
     flags ``(M,)`` for a model trained on subject crops (``model.meta['localized']``), with its
     training box side; ``(None, None)`` for a whole-frame model. Each labelled image is localised on
     its own against ``background``."""
-    from fomm_kp.localize import LocalizeConfig, boxes_for_frames
+    from fomm_kp.localize.boxes import LocalizeConfig, boxes_for_frames
 
     if not model.meta.get("localized"):
         return None, None
@@ -521,7 +521,7 @@ def untrained_like(model: Any, seed: int = 0) -> Any:
     the reference a trained detector must clearly beat."""
     import torch
 
-    from fomm_kp.inference import Model
+    from fomm_kp.runtime.model import Model
     from fomm_kp.models.fomm import FOMM
 
     generator_state = torch.random.get_rng_state()
@@ -560,7 +560,7 @@ def evaluate_model_on_labels(
             images themselves (right when the subject moves between them; check otherwise).
         extra_methods: more feature sets to score beside them (e.g. keypoints from tracks).
     """
-    from fomm_kp.localize import LocalizeConfig, background_from_frames, mask_not_found
+    from fomm_kp.localize.boxes import LocalizeConfig, background_from_frames, mask_not_found
 
     frames = labelled.load_images() if frames is None else np.asarray(frames)
     if len(frames) != len(labelled):
@@ -654,7 +654,7 @@ def evaluate_labels(
     camera whose median is the empty scene (default: the median of the labelled images, which
     contains the subject where it sits in most of them).
     """
-    from fomm_kp.labels import load_labels
+    from fomm_kp.evaluation.labels import load_labels
     from fomm_kp.tracks import load_tracks
 
     labelled = load_labels(labels, individual)
@@ -675,7 +675,7 @@ def evaluate_labels(
             models["untrained (same config)"] = untrained_like(model, seed)
     scene = None
     if background is not None:
-        from fomm_kp.localize import LocalizeConfig, estimate_background
+        from fomm_kp.localize.boxes import LocalizeConfig, estimate_background
 
         scene = estimate_background(background, LocalizeConfig())
     evaluation = evaluate_model_on_labels(

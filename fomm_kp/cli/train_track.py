@@ -9,7 +9,7 @@ import typer
 
 from fomm_kp.cli.app import app, console, progress_bar
 from fomm_kp.errors import FommError, Interrupted
-from fomm_kp.train import TrainingInterrupted
+from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.files import refuse_overwriting_inputs
 
 

@@ -31,10 +31,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from fomm_kp.animate import model_crops
+from fomm_kp.animation.render import model_crops
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Model, frames_to_images
-from fomm_kp.landmarks import LandmarkDetector, landmark_detector
+from fomm_kp.runtime.model import Model, frames_to_images
+from fomm_kp.evaluation.landmarks import LandmarkDetector, landmark_detector
 from fomm_kp.video import probe, resize_frame
 
 __all__ = [

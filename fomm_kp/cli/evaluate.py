@@ -29,7 +29,7 @@ def keypoints(
 ) -> None:
     """Regress labelled parts from discovered keypoints (k-fold ridge) and report pixel errors, with
     the best single keypoint per part and the mean-pose, blob-moment and thumbnail baselines."""
-    from fomm_kp.evaluate import evaluate_labels, save_evaluation
+    from fomm_kp.evaluation.keypoints import evaluate_labels, save_evaluation
 
     if fold_mode not in ("shuffled", "blocks"):
         raise FommError(f"--fold-mode must be 'shuffled' or 'blocks', got '{fold_mode}'")

@@ -36,7 +36,7 @@ from fomm_kp.config import Config, from_dict, to_dict
 from fomm_kp.errors import FommError
 from fomm_kp.models.keypoint_detector import KeypointDetector
 from fomm_kp.models.student import StudentDetector, heatmap_head_outputs, student_config_from_dict
-from fomm_kp.tracks import atomic_write
+from fomm_kp.files import atomic_write
 
 __all__ = [
     "INPUT_NAME",
@@ -393,7 +393,7 @@ def compare_onnx(
     """Largest absolute difference per output between the PyTorch detector (its own ``forward``)
     and ONNX Runtime (CPU) on ``images`` float32 ``(B, 3, S, S)`` in [0, 1], or on random images
     at each of ``batch_sizes`` (a static-batch model is run at its own batch size)."""
-    from fomm_kp.backends import onnx_session
+    from fomm_kp.runtime.backends import onnx_session
 
     session = onnx_session(model, threads=1)
     fixed = session.get_inputs()[0].shape[0]
@@ -561,7 +561,7 @@ def export_tensorrt(
         detector = load_detector(detector)
     calibration = None
     if precision == "int8":
-        from fomm_kp.distill import tracking_crops
+        from fomm_kp.deploy.distill import tracking_crops
 
         source = video if video is not None else detector.meta.get("video")
         if not source:

@@ -23,7 +23,7 @@ import torch
 
 from fomm_kp.config import Config
 from fomm_kp.errors import FommError
-from fomm_kp.inference import Detections, Model, _to_pixels, choose_device, detector_crops
+from fomm_kp.runtime.model import Detections, Model, _to_pixels, choose_device, detector_crops
 
 __all__ = [
     "BACKENDS",
@@ -154,7 +154,7 @@ class OnnxBackend:
 
     def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
-        from fomm_kp.export import INPUT_NAME, OUTPUT_NAMES
+        from fomm_kp.deploy.export import INPUT_NAME, OUTPUT_NAMES
 
         self.session = onnx_session(model, threads, providers)
         inputs = self.session.get_inputs()
@@ -181,7 +181,7 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, engine_path: str | os.PathLike) -> None:
-        from fomm_kp.export import INPUT_NAME, OUTPUT_NAMES, require_tensorrt
+        from fomm_kp.deploy.export import INPUT_NAME, OUTPUT_NAMES, require_tensorrt
 
         trt = require_tensorrt()
         if not torch.cuda.is_available():
@@ -301,7 +301,7 @@ def load_for_tracking(
 
     A teacher on the ``torch`` backend loads as a full :class:`~fomm_kp.inference.Model`.
     """
-    from fomm_kp.export import export_onnx, load_detector, read_onnx_metadata
+    from fomm_kp.deploy.export import export_onnx, load_detector, read_onnx_metadata
 
     source = Path(source)
     if not source.is_file():

@@ -19,7 +19,7 @@ import numpy as np
 from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write
 
-__all__ = ["Tracks", "load_tracks", "save_tracks", "atomic_write"]
+__all__ = ["Tracks", "load_tracks", "save_tracks"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,7 +179,7 @@ def save_tracks(tracks: Tracks, path: str | os.PathLike) -> Path:
     if suffix == ".csv":
         return atomic_write(path, lambda tmp: _save_dlc_csv(tracks, tmp))
     if suffix in (".slp", ".nwb"):
-        from fomm_kp import interop
+        from fomm_kp.tracks import formats as interop
 
         return interop.save(tracks, path)
     raise FommError(f"cannot write tracks as '{suffix}' ({path}): use .npz, .csv, .slp or .nwb")
@@ -194,7 +194,7 @@ def load_tracks(path: str | os.PathLike) -> Tracks:
     if suffix == ".npz":
         return _load_npz(path)
     if suffix in (".csv", ".h5", ".slp", ".nwb"):
-        from fomm_kp import interop
+        from fomm_kp.tracks import formats as interop
 
         return interop.load(path)
     raise FommError(f"cannot read tracks from '{suffix}' ({path}): use .npz, DeepLabCut .csv/.h5 or SLEAP .slp")

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.features import (
+from fomm_kp.behaviour.features import (
     FeatureConfig,
     Features,
     FrameSignals,
@@ -40,7 +40,8 @@ from fomm_kp.features import (
     resolve_config,
     window_bounds,
 )
-from fomm_kp.tracks import Tracks, atomic_write
+from fomm_kp.files import atomic_write
+from fomm_kp.tracks import Tracks
 
 __all__ = [
     "KINDS",

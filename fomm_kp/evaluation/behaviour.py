@@ -23,10 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from fomm_kp.classify import ClassifierOptions, fit_window_classifier
+from fomm_kp.behaviour.classifiers import ClassifierOptions, fit_window_classifier
 from fomm_kp.errors import FommError
-from fomm_kp.features import FeatureConfig, Features, window_bounds, window_stats
-from fomm_kp.tracks import atomic_write
+from fomm_kp.behaviour.features import FeatureConfig, Features, window_bounds, window_stats
+from fomm_kp.files import atomic_write
 
 __all__ = [
     "Clip",
@@ -427,7 +427,7 @@ def keypoint_clips(rows: Sequence[dict], base_dir: str | os.PathLike, tracks_dir
                    config: FeatureConfig | None = None) -> list[Clip]:
     """Keypoint-feature clips: each row's frames cut from its tracks (the ``tracks`` column, or
     ``tracks_dir/<video name>.*``), features computed per clip with one shared config."""
-    from fomm_kp.features import motion_features, resolve_config
+    from fomm_kp.behaviour.features import motion_features, resolve_config
     from fomm_kp.tracks import load_tracks
 
     base = Path(base_dir)

@@ -34,7 +34,7 @@ import torch
 
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import inverse_2x2, to_pixels
-from fomm_kp.inference import Model, frames_to_images
+from fomm_kp.runtime.model import Model, frames_to_images
 from fomm_kp.models import FOMM, KeypointOutput
 from fomm_kp.video import IMAGE_SUFFIXES, VideoWriter, crop_frame, iter_frames, probe, read_frame_at, read_image, resize_frame
 from fomm_kp.viz import draw_keypoints, image_row, keypoint_colors

@@ -18,10 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from fomm_kp.classify import Classifier, feature_standardisation, signed_log
+from fomm_kp.behaviour.classifiers import Classifier, feature_standardisation, signed_log
 from fomm_kp.errors import FommError
-from fomm_kp.features import Features
-from fomm_kp.tracks import atomic_write
+from fomm_kp.behaviour.features import Features
+from fomm_kp.files import atomic_write
 
 __all__ = ["Motifs", "find_motifs", "write_motif_examples"]
 

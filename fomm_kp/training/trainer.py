@@ -21,9 +21,9 @@ import torch
 
 from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import Config
-from fomm_kp.dataset import FramePairs
+from fomm_kp.training.dataset import FramePairs
 from fomm_kp.geometry import to_pixels
-from fomm_kp.losses import (
+from fomm_kp.training.losses import (
     VGG19Perceptual, equivariance_losses, motion_weights, reconstruction_loss, rotation_equivariance_loss,
     separation_loss,
 )
@@ -230,7 +230,7 @@ class Trainer:
         """PNG rows of source | driving | warped source | reconstruction | keypoints on driving."""
         import imageio.v3 as iio
 
-        from fomm_kp.tracks import atomic_write
+        from fomm_kp.files import atomic_write
 
         if self._fixed_pair is None:
             state = self.pairs.rng.bit_generator.state
@@ -259,8 +259,8 @@ class Trainer:
         """PNG: the first training frame animated by five others (:func:`fomm_kp.animate.animation_grid`)."""
         import imageio.v3 as iio
 
-        from fomm_kp.animate import animation_grid
-        from fomm_kp.tracks import atomic_write
+        from fomm_kp.animation.render import animation_grid
+        from fomm_kp.files import atomic_write
 
         frames = self.pairs.frames.numpy()
         picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)

@@ -28,9 +28,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from fomm_kp.classify import Classifier, FrameLabels, classify, fit_classifier, load_classifier, read_segments
+from fomm_kp.behaviour.classifiers import Classifier, FrameLabels, classify, fit_classifier, load_classifier, read_segments
 from fomm_kp.errors import FommError
-from fomm_kp.tracks import Tracks, atomic_write, load_tracks
+from fomm_kp.files import atomic_write
+from fomm_kp.tracks import Tracks, load_tracks
 
 __all__ = [
     "METRICS",
@@ -495,8 +496,8 @@ def behaviour_demo(tracks: Tracks, labels_csv: str | os.PathLike, out_dir: str |
     Writes into ``out_dir``: ``features.npz``, ``spectrogram.png``, ``classifier.npz``, the score
     report (see :func:`score_labels`); returns the written paths by role.
     """
-    from fomm_kp.features import motion_features, plot_keypoint_spectrogram, resolve_config, save_features
-    from fomm_kp.classify import save_classifier
+    from fomm_kp.behaviour.features import motion_features, plot_keypoint_spectrogram, resolve_config, save_features
+    from fomm_kp.behaviour.classifiers import save_classifier
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

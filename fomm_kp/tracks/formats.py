@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from fomm_kp.dlc_h5 import DlcTable, read_dlc_h5
+from fomm_kp.tracks.dlc_h5 import DlcTable, read_dlc_h5
 from fomm_kp.errors import FommError
-from fomm_kp.tracks import Tracks, atomic_write
+from fomm_kp.files import atomic_write
+from fomm_kp.tracks.core import Tracks
 
 __all__ = ["load", "save", "load_dlc", "load_sleap", "save_sleap", "load_nwb", "save_nwb", "DEFAULT_FPS"]
 

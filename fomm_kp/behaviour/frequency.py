@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.tracks import atomic_write
+from fomm_kp.files import atomic_write
 
 __all__ = [
     "WAVELET",
