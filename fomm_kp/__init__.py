@@ -8,16 +8,18 @@
 
 from fomm_kp.animation.render import animate
 from fomm_kp.api import load_model, track, train
-from fomm_kp.behaviour.classifiers import classify, fit_classifier, load_classifier
+from fomm_kp.behaviour.classifiers import load_classifier
+from fomm_kp.behaviour.features import motion_features
+from fomm_kp.behaviour.fitting import fit_classifier
+from fomm_kp.behaviour.frame_labels import classify
+from fomm_kp.behaviour.motifs import find_motifs
+from fomm_kp.behaviour.report import score
 from fomm_kp.config import Config, load_config
 from fomm_kp.deploy.distill import distill
-from fomm_kp.errors import FommError
-from fomm_kp.evaluation.keypoints import evaluate_labels
 from fomm_kp.deploy.export import export
-from fomm_kp.behaviour.features import motion_features
-from fomm_kp.runtime.model import Detections, Model
-from fomm_kp.behaviour.motifs import find_motifs
-from fomm_kp.behaviour.score import score
+from fomm_kp.errors import FommError
+from fomm_kp.evaluation.harness import evaluate_labels
+from fomm_kp.runtime import Detections, Model
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 
 __version__ = "0.1.0"

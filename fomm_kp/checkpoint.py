@@ -1,24 +1,47 @@
 """Checkpoints: ``{format_version, config, state_dicts, step, meta}``, plain tensors and data only.
 
 Written atomically (temporary file, then rename); read with ``torch.load(weights_only=True)``, so
-loading a checkpoint never executes code.
+loading a checkpoint never executes code. A checkpoint is read once per load: :func:`read_checkpoint`
+gives a :class:`Checkpoint` with everything a loader needs, where the model looks
+(:class:`~fomm_kp.crops.CropSettings`) and which network it holds (``kind``) included, and
+:func:`load_weights` is the one place weights go into networks.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, NamedTuple
 
 import torch
+from torch import nn
 
 from fomm_kp.config import Config, from_dict, to_dict
+from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write
 
-__all__ = ["FORMAT_VERSION", "save_checkpoint", "read_checkpoint"]
+__all__ = ["FORMAT_VERSION", "KINDS", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_weights"]
 
 FORMAT_VERSION = 1
+KINDS = ("teacher", "student")  # a trained FOMM (fomm-kp train) or a distilled detector (fomm-kp distill)
+
+
+class Checkpoint(NamedTuple):
+    """What a checkpoint holds; unpacks as ``config, state_dicts, step, meta``."""
+
+    config: Config
+    state_dicts: dict[str, Any]
+    step: int
+    meta: dict[str, Any]
+
+    @property
+    def crop(self) -> CropSettings:
+        return CropSettings.from_meta(self.meta)
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "teacher"))
 
 
 def save_checkpoint(
@@ -44,8 +67,8 @@ def _is_tensor_dict(sd: Any) -> bool:
     return isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[Config, dict[str, Any], int, dict[str, Any]]:
-    """``(config, state_dicts, step, meta)`` from a checkpoint file, loaded with ``weights_only=True``."""
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """The :class:`Checkpoint` in a file, loaded with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise FommError(f"checkpoint not found: {path}")
@@ -58,4 +81,25 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Config, dict[str, Any], in
     if payload["format_version"] != FORMAT_VERSION:
         raise FommError(f"{path} has checkpoint format {payload['format_version']}; this fomm_kp reads {FORMAT_VERSION}")
     config = from_dict(payload["config"], source=f"{path} (config)")
-    return config, payload["state_dicts"], int(payload.get("step", 0)), dict(payload.get("meta", {}))
+    checkpoint = Checkpoint(config, payload["state_dicts"], int(payload.get("step", 0)), dict(payload.get("meta", {})))
+    if checkpoint.kind not in KINDS:
+        raise FommError(f"{path}: unknown checkpoint kind '{checkpoint.kind}'")
+    return checkpoint
+
+
+def load_weights(modules: Mapping[str, nn.Module | None], state_dicts: Mapping[str, Any], source: object) -> None:
+    """Load ``state_dicts[name]`` into each module (None: the network has no such part).
+
+    A missing or mismatching state dict is a :class:`FommError` naming ``source``: the weights do not
+    match the config the checkpoint carries.
+    """
+    for name, module in modules.items():
+        if module is None:
+            continue
+        if name not in state_dicts:
+            raise FommError(f"{source}: no {name} weights: the weights do not match the config they carry")
+        try:
+            module.load_state_dict(state_dicts[name])
+        except RuntimeError as exc:
+            raise FommError(f"{source}: {name} weights do not match the config they carry "
+                            f"({str(exc).splitlines()[0]})") from None

@@ -1,16 +1,16 @@
-"""Typed, frozen configuration, loaded strictly from YAML.
+"""Typed, frozen configuration of a training run, loaded strictly from YAML.
 
-A config file may give any subset of keys; the rest keep their defaults. An unknown key or a value
-of the wrong type is an error that names the key and the file. The config travels inside every
-checkpoint as plain data (:func:`to_dict` / :func:`from_dict`).
+The dataclass defaults are the CPU default (``configs/cpu.yaml``), so ``Config()``, an empty YAML
+file and no ``--config`` at all give the same run. A config file gives any subset of keys; an unknown
+key, a value of the wrong type or out of its range is an error of one line naming the file and the
+key (:mod:`fomm_kp.settings`). Every value is checked on construction, so a config built in Python
+is checked too. The config travels inside every checkpoint as plain data (:func:`to_dict` /
+:func:`from_dict`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,9 @@ from typing import Any, Literal
 import yaml
 
 from fomm_kp.errors import FommError
+from fomm_kp.settings import (FRACTION, SEED, InvalidSetting, check, each,
+                              flag, from_data, integer, number, one_of, refuse,
+                              text, to_data)
 
 __all__ = [
     "DetectorConfig",
@@ -26,6 +29,7 @@ __all__ = [
     "ModelConfig",
     "LossConfig",
     "TrainConfig",
+    "LocalizeConfig",
     "DataConfig",
     "Config",
     "load_config",
@@ -34,6 +38,16 @@ __all__ = [
     "to_dict",
     "from_dict",
 ]
+
+SIZE = integer(8)  # image sides: a few pixels after the hourglasses' halvings
+WEIGHT = number(0.0)  # loss weights
+WIDTH = integer(1)
+AUTO = one_of("auto", "on", "off")
+
+
+def _halvings(owner: Any, size_key: str, blocks: int) -> None:
+    if getattr(owner, size_key) % 2**blocks:
+        refuse(owner, size_key, f"a multiple of 2**{blocks} = {2**blocks} (it is halved {blocks} times)")
 
 
 @dataclass(frozen=True)
@@ -48,44 +62,62 @@ class DetectorConfig:
     temperature: float = 0.1  # spatial-softmax temperature
     estimate_jacobian: bool = True
 
+    def __post_init__(self) -> None:
+        check(self, num_keypoints=integer(1), input_size=SIZE, block_expansion=WIDTH, max_features=WIDTH,
+              num_blocks=integer(1, 8), temperature=number(above=0.0), estimate_jacobian=flag())
+        _halvings(self, "input_size", self.num_blocks)
+
 
 @dataclass(frozen=True)
 class DenseMotionConfig:
     """Dense motion network: K+1 candidate motions → soft masks → flow and occlusion."""
 
-    input_size: int = 64
+    input_size: int = 32
     block_expansion: int = 32
     max_features: int = 256
-    num_blocks: int = 4
+    num_blocks: int = 3
     kp_variance: float = 0.01  # variance of the gaussian keypoint heatmaps, in normalised units²
     estimate_occlusion: bool = True
     background_motion: bool = True  # learned global affine (camera/background) for the K+1-th slot
 
+    def __post_init__(self) -> None:
+        check(self, input_size=SIZE, block_expansion=WIDTH, max_features=WIDTH, num_blocks=integer(1, 8),
+              kp_variance=number(above=0.0), estimate_occlusion=flag(), background_motion=flag())
+        _halvings(self, "input_size", self.num_blocks)
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Occlusion-aware generator: encode source, warp features by the flow, decode."""
+    """Occlusion-aware generator: encode source, warp its features by the flow, decode."""
 
     block_expansion: int = 32
     max_features: int = 256
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 3
 
+    def __post_init__(self) -> None:
+        check(self, block_expansion=WIDTH, max_features=WIDTH, num_down_blocks=integer(0, 8),
+              num_bottleneck_blocks=integer(0))
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    image_size: int = 128  # side of the square frames the generator reconstructs
+    image_size: int = 64  # side of the square frames the generator reconstructs
     num_channels: int = 3
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     dense_motion: DenseMotionConfig = field(default_factory=DenseMotionConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    def __post_init__(self) -> None:
+        check(self, image_size=SIZE, num_channels=one_of(3))
+        _halvings(self, "image_size", self.generator.num_down_blocks)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """Weights of the self-supervised objective."""
 
-    scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)  # reconstruction pyramid
+    scales: tuple[float, ...] = (1.0, 0.5, 0.25)  # reconstruction pyramid
     l1: float = 1.0
     ssim: float = 1.0
     # Emphasis on pixels that change between source and driving: the per-pixel weight is
@@ -104,10 +136,19 @@ class LossConfig:
     separation: float = 1.0
     separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
 
+    def __post_init__(self) -> None:
+        check(self, scales=each(number(above=0.0, high=1.0)), l1=WEIGHT, ssim=WEIGHT, motion_weight=WEIGHT,
+              equivariance_value=WEIGHT, equivariance_jacobian=WEIGHT, rotation_equivariance=WEIGHT,
+              perceptual=WEIGHT, perceptual_weights=text(), background_prior=WEIGHT, separation=WEIGHT,
+              separation_sigma=number(above=0.0))
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if self.perceptual > 0 and not self.perceptual_weights:
+            refuse(self, "perceptual_weights", "the path of local VGG-19 weights when perceptual > 0")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1500
+    steps: int = 3000
     minutes: float = 0.0  # > 0: stop after this many minutes (whichever of steps/minutes comes first)
     batch_size: int = 8
     learning_rate: float = 2e-4
@@ -123,6 +164,80 @@ class TrainConfig:
     log_every: int = 100  # steps between log lines
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
 
+    def __post_init__(self) -> None:
+        check(self, steps=integer(0), minutes=number(0.0), batch_size=integer(1), learning_rate=number(above=0.0),
+              min_gap=integer(1), max_gap=integer(1), max_frames=integer(2), flip=flag(), color_jitter=FRACTION,
+              mixed_precision=flag(), seed=SEED, preview_every=integer(0), checkpoint_every=integer(0),
+              log_every=integer(0), num_threads=integer(0))
+        if self.max_gap < self.min_gap:
+            refuse(self, "max_gap", f"at least min_gap ({self.min_gap})")
+
+
+@dataclass(frozen=True)
+class LocalizeConfig:
+    """How the subject is found, followed and boxed (:mod:`fomm_kp.localize`; ``data.localizer`` in a
+    config file, whose ``margin`` is ``data.box_margin``).
+
+    Attributes:
+        work_size: frames are reduced by an integer factor so that their longer side is about this
+            many pixels before any processing (speed; the subject must stay a few pixels wide).
+        background_samples: frames sampled evenly across the video for the median background.
+        threshold_sigmas: foreground = difference above median + this many robust (MAD) sigmas of
+            the frame's difference image ...
+        min_contrast: ... and above this many grey levels (0–255), whichever is larger.
+        opening_radius: radius (work pixels) of the morphological opening that removes thin
+            structures (tails, trails, edges of a slightly moved camera) and noise.
+        min_area_fraction: smallest subject area, as a fraction of the frame area.
+        core_fraction: before its moments are taken, the subject loses appendages (tails, legs)
+            thinner than this fraction of its thickest part (0: keep the whole component).
+        margin: box side = margin × (a high quantile of the subject's major-axis length).
+        size_quantile: that quantile, over the frames where the subject was found.
+        min_side: smallest box side in pixels.
+        smooth_sigma: Gaussian smoothing of box centres over time, in frames (0: none).
+        max_jump_fraction: a detection farther than this × box side from the previous one must
+            have at least this share of the strongest candidate's mass to be preferred over the
+            nearest candidate (keeps the track on one animal when a second blob appears).
+        max_area_fraction: localisation is turned off (``localize: auto``) when the subject's median
+            area exceeds this fraction of the frame (whole-frame subjects: faces, fire) ...
+        max_side_fraction: ... or when the box side would exceed this fraction of the frame's
+            shorter side ...
+        min_found_fraction: ... or when the subject is found in fewer than this share of frames ...
+        min_dominance: ... or when the subject's median share of the foreground is below this
+            (several comparable moving parts: a talking face, flames, several animals).
+        axis_min_elongation: below this elongation the core's axis is not trusted for the heading
+            (see :attr:`fomm_kp.localize.blobs.Blob.heading`).
+        align_min_elongation: crops are turned to the subject's heading (``align: auto``) only when
+            its median elongation reaches this: a round subject has no stable axis.
+    """
+
+    work_size: int = 160
+    background_samples: int = 48
+    threshold_sigmas: float = 6.0
+    min_contrast: float = 12.0
+    opening_radius: int = 1
+    min_area_fraction: float = 2e-4
+    margin: float = 1.5
+    size_quantile: float = 0.5
+    min_side: int = 32
+    core_fraction: float = 0.4
+    smooth_sigma: float = 2.0
+    max_jump_fraction: float = 1.0
+    max_area_fraction: float = 0.1
+    max_side_fraction: float = 0.75
+    min_found_fraction: float = 0.7
+    min_dominance: float = 0.8
+    axis_min_elongation: float = 1.5
+    align_min_elongation: float = 1.4
+
+    def __post_init__(self) -> None:
+        check(self, work_size=integer(16), background_samples=integer(3), threshold_sigmas=number(0.0),
+              min_contrast=number(0.0, 255.0), opening_radius=integer(0, 32), min_area_fraction=FRACTION,
+              margin=number(1.0), size_quantile=number(above=0.0, high=1.0), min_side=integer(4),
+              core_fraction=number(0.0, below=1.0), smooth_sigma=number(0.0), max_jump_fraction=number(above=0.0),
+              max_area_fraction=number(above=0.0, high=1.0), max_side_fraction=number(above=0.0, high=1.0),
+              min_found_fraction=FRACTION, min_dominance=FRACTION, axis_min_elongation=number(1.0),
+              align_min_elongation=number(1.0))
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -137,6 +252,18 @@ class DataConfig:
     # are turned back to the frame. auto: on when the subject is localised and elongated. Off:
     # axis-aligned crops. When on, any_orientation auto resolves to off (turns would undo it).
     align: Literal["auto", "on", "off"] = "auto"
+    # How the subject is found and followed (every field but margin, which is box_margin above).
+    localizer: LocalizeConfig = field(default_factory=LocalizeConfig)
+
+    def __post_init__(self) -> None:
+        check(self, localize=AUTO, box_margin=number(1.0), any_orientation=AUTO, align=AUTO)
+        if self.localizer.margin != LocalizeConfig.margin:
+            raise InvalidSetting("localizer.margin", "left out (the margin is data.box_margin)", self.localizer.margin,
+                                 type(self).__name__)
+
+    def localize_config(self) -> LocalizeConfig:
+        """The settings of :mod:`fomm_kp.localize` for this run, margin included."""
+        return LocalizeConfig(**{**to_data(self.localizer), "margin": self.box_margin})
 
 
 @dataclass(frozen=True)
@@ -147,122 +274,41 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
 
 
-# --------------------------------------------------------------------------------------------
-# Strict conversion between plain data and dataclasses.
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise FommError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        return _build(tp, value, where)
-    if origin is Literal:
-        if value not in args:
-            raise FommError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in args:
-            if option is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _convert(value, option, where)
-            except FommError as exc:
-                errors.append(str(exc))
-        raise FommError(f"{where}: {value!r} matches none of {[_type_name(a) for a in args]}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise FommError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        item = args[0] if args else Any
-        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise FommError(f"{where}: expected true/false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise FommError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FommError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise FommError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    if tp is Any:
-        return value
-    raise FommError(f"{where}: unsupported config type {tp}")
-
-
-def _build(cls: type, data: dict, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise FommError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(names))})")
-    kwargs = {key: _convert(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()}
-    return cls(**kwargs)
-
-
-def from_dict(data: dict, source: str = "config") -> Config:
-    """Build a :class:`Config` from plain data, strictly (unknown keys and wrong types are errors)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+def from_dict(data: Any, source: str = "config") -> Config:
+    """Build a :class:`Config` from plain data, strictly (unknown keys, wrong types and values out of
+    range are errors); ``None`` or ``{}`` gives the defaults."""
+    if data is not None and not isinstance(data, dict):
         raise FommError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
-    try:
-        return _build(Config, data, "")
-    except FommError as exc:
-        raise FommError(f"{source}: {str(exc).lstrip(': ')}") from None
+    return from_data(Config, data, source)
 
 
 def to_dict(config: Any) -> dict:
     """Plain data (dicts, lists, numbers, strings) for YAML, JSON or a checkpoint."""
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(config)
+    return to_data(config)
 
 
-BUILTIN_CONFIGS = ("cpu", "gpu", "tiny")
-
-
-def _builtin_dir() -> Path:
-    return Path(__file__).resolve().parent / "configs"
+_BUILTIN_DIR = Path(__file__).resolve().parent / "configs"
+BUILTIN_CONFIGS = tuple(sorted(p.stem for p in _BUILTIN_DIR.glob("*.yaml")))
 
 
 def builtin_config(name: str) -> Config:
-    """One of the configs shipped with the package: ``cpu`` (default), ``gpu`` (paper widths, 256 px), ``tiny`` (tests)."""
-    path = _builtin_dir() / f"{name}.yaml"
-    if not path.is_file():
+    """One of the configs shipped with the package: ``cpu`` (the default), ``cpu128`` (128-px frames),
+    ``gpu`` (paper widths, 256 px), ``tiny`` (tests)."""
+    if name not in BUILTIN_CONFIGS:
         raise FommError(f"unknown built-in config '{name}' (choose from {', '.join(BUILTIN_CONFIGS)})")
-    return load_config(path)
+    return load_config(_BUILTIN_DIR / f"{name}.yaml")
 
 
 def load_config(path: str | os.PathLike | None) -> Config:
     """Load a YAML config file strictly; ``None`` gives the CPU default.
 
-    A name without a path separator or ``.yaml`` suffix (``cpu``, ``gpu``, ``tiny``) selects a built-in config.
+    A name without a path separator or ``.yaml`` suffix (``cpu``, ``gpu``, ``tiny``, ...) selects a
+    built-in config.
     """
     if path is None:
         return builtin_config("cpu")
-    text_path = str(path)
-    if text_path in BUILTIN_CONFIGS:
-        return builtin_config(text_path)
+    if str(path) in BUILTIN_CONFIGS:
+        return builtin_config(str(path))
     path = Path(path)
     if not path.is_file():
         raise FommError(f"config file not found: {path}")

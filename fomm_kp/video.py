@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import av
+import imageio.v2 as iio2
+import imageio.v3 as iio
 import numpy as np
+from PIL import Image
 
 from fomm_kp.errors import FommError
 
@@ -28,13 +32,36 @@ __all__ = [
     "resize_frame",
     "crop_frame",
     "VideoWriter",
+    "FrameRange",
     "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "WRITABLE_VIDEO_SUFFIXES",
 ]
 
 log = logging.getLogger(__name__)
 
+# The one table of file kinds: every reader, writer and CLI check takes its suffixes from here.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")  # videos read (and told from tracks files)
+WRITABLE_VIDEO_SUFFIXES = (".mp4", ".gif", ".mov", ".avi", ".mkv")  # videos VideoWriter writes
 _GIF = ".gif"
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Which frames of a video to use: ``range(start, stop, stride)`` (``stop=None``: to the end)."""
+
+    start: int = 0
+    stop: int | None = None
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.stride < 1:
+            raise FommError(f"bad frame range: start={self.start}, stride={self.stride}")
+
+    def indices(self, num_frames: int) -> range:
+        """The frame indices of a video of ``num_frames`` frames."""
+        return range(self.start, num_frames if self.stop is None else min(self.stop, num_frames), self.stride)
 
 
 @dataclass(frozen=True)
@@ -75,8 +102,6 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """One image file as uint8 RGB ``(H, W, 3)``."""
-    import imageio.v3 as iio
-
     path = Path(path)
     if not path.is_file():
         raise FommError(f"image not found: {path}")
@@ -103,8 +128,6 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         image = read_image(path)
         return VideoInfo(str(path), image.shape[1], image.shape[0], 30.0, 1)
     try:
-        import av
-
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise FommError(f"{path} has no video stream")
@@ -145,8 +168,6 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
 
 
 def _turned_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    from PIL import Image
-
     x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
     if x1 <= x0 or y1 <= y0:
         raise FommError(f"empty crop box {tuple(box)}")
@@ -168,8 +189,6 @@ def _turned_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
 
 def resize_frame(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resize to ``size`` (square side, or ``(width, height)``) with antialiasing."""
-    from PIL import Image
-
     width, height = (size, size) if isinstance(size, int) else size
     if frame.shape[1] == width and frame.shape[0] == height:
         return frame
@@ -213,7 +232,6 @@ def iter_frames(
         for index in range(start, len(files) if stop is None else min(stop, len(files)), stride):
             yield index, finish(read_image(files[index]))
         return
-    import imageio.v3 as iio
 
     try:
         iterator = iio.imiter(path, plugin="pyav") if path.suffix.lower() != _GIF else iio.imiter(path)
@@ -258,7 +276,6 @@ def read_frame_at(path: str | os.PathLike, index: int) -> np.ndarray:
         if not 0 <= index < len(files):
             raise FommError(f"frame {index} out of range for {path} ({len(files)} images)")
         return read_image(files[index])
-    import imageio.v3 as iio
 
     try:
         frame = iio.imread(path, index=index, plugin="pyav") if path.suffix.lower() != _GIF else iio.imread(path, index=index)
@@ -277,7 +294,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if suffix not in (".mp4", ".gif", ".mov", ".avi", ".mkv"):
+        if suffix not in WRITABLE_VIDEO_SUFFIXES:
             raise FommError(f"cannot write video as '{suffix}' ({self.path}): use .mp4 or .gif")
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -303,8 +320,6 @@ class VideoWriter:
             self._frames_gif.append(frame)
         else:
             if self._writer is None:
-                import imageio.v2 as iio2
-
                 self._writer = iio2.get_writer(
                     self._tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=7,
                     pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
@@ -318,8 +333,6 @@ class VideoWriter:
                 self._writer.close()
                 self._writer = None
             if success and self.path.suffix.lower() == _GIF and self._frames_gif:
-                import imageio.v3 as iio
-
                 iio.imwrite(self._tmp, np.stack(self._frames_gif), extension=".gif", duration=1000.0 / self.fps, loop=0)
             if success:
                 if self.num_frames == 0:

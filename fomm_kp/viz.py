@@ -1,12 +1,16 @@
-"""Pictures people look at: keypoints drawn on frames with trails, training previews."""
+"""Pictures people look at: keypoints drawn on frames, trails, rows of images, overlay videos."""
 
 from __future__ import annotations
 
 import colorsys
+import os
 
 import numpy as np
+from skimage.draw import disk, line_aa
 
-__all__ = ["keypoint_colors", "draw_keypoints", "draw_trails", "image_row"]
+from fomm_kp.video import VideoWriter
+
+__all__ = ["keypoint_colors", "draw_keypoints", "draw_trails", "image_row", "TrailOverlay"]
 
 
 def keypoint_colors(count: int) -> np.ndarray:
@@ -17,8 +21,6 @@ def keypoint_colors(count: int) -> np.ndarray:
 
 
 def _disk(frame: np.ndarray, x: float, y: float, radius: float, color: np.ndarray) -> None:
-    from skimage.draw import disk
-
     rr, cc = disk((y, x), radius, shape=frame.shape[:2])
     frame[rr, cc] = color
 
@@ -46,8 +48,6 @@ def draw_keypoints(
 
 def draw_trails(frame: np.ndarray, history: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
     """Draw fading polylines of ``history`` (L, K, 2) pixel positions, oldest first, onto a copy of ``frame``."""
-    from skimage.draw import line_aa
-
     out = frame.astype(np.float32)
     length, k = history.shape[:2]
     colors = keypoint_colors(k) if colors is None else colors
@@ -75,3 +75,32 @@ def image_row(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
             parts.append(spacer)
         parts.append(image)
     return np.concatenate(parts, axis=1)
+
+
+class TrailOverlay:
+    """A video of frames with their keypoints and short fading trails (``fomm-kp track --overlay``).
+
+    Small frames are enlarged by an integer factor (to about 384 px) so that dots and trails stay
+    legible. Written through :class:`~fomm_kp.video.VideoWriter`: nothing appears at ``path`` unless
+    :meth:`close` is called with ``success``.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, num_keypoints: int, trail: int = 12) -> None:
+        self.writer = VideoWriter(path, fps)
+        self.colors = keypoint_colors(num_keypoints)
+        self.trail = max(1, int(trail))
+        self.history: list[np.ndarray] = []
+
+    def add(self, frame: np.ndarray, points: np.ndarray) -> None:
+        """Write uint8 ``frame`` ``(H, W, 3)`` with ``points`` ``(K, 2)`` in its pixels (NaN: not drawn)."""
+        zoom = max(1, 384 // max(frame.shape[:2]))
+        points = (points + 0.5) * zoom - 0.5
+        self.history.append(points)
+        del self.history[:-self.trail]
+        if zoom > 1:
+            frame = np.repeat(np.repeat(frame, zoom, axis=0), zoom, axis=1)
+        drawn = draw_trails(frame, np.stack(self.history), self.colors)
+        self.writer.write(draw_keypoints(drawn, points, self.colors))
+
+    def close(self, success: bool = True) -> None:
+        self.writer.close(success=success)

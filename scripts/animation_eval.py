@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm_kp.animation.render import animate
-from fomm_kp.runtime.model import Model
-from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
-from fomm_kp.video import read_frames
+from fomm_kp.animation.render import PanelOptions, TransferOptions, animate
+from fomm_kp.evaluation.reconstruction import (PAPER_VOXCELEB_256,
+                                               evaluate_reconstruction)
+from fomm_kp.runtime import Model
+from fomm_kp.video import FrameRange, read_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -59,8 +60,8 @@ def main() -> None:
     for source, driving in (("04", "00"), ("00", "04")):
         out = args.out / f"faces_{source}_driven_by_{driving}.mp4"
         started = time.monotonic()
-        result = animate(faces / f"{source}.mp4", faces / f"{driving}.mp4", model, out, best_frame=True,
-                         side_by_side=True, show_keypoints=True, size=256)
+        result = animate(faces / f"{source}.mp4", faces / f"{driving}.mp4", model, out, TransferOptions(best_frame=True),
+                         PanelOptions(side_by_side=True, show_keypoints=True, size=256))
         report[out.stem] = {"frames": result.num_frames, "seconds": round(time.monotonic() - started, 1),
                             "reference_frame": result.reference_frame, "movement_scale": result.movement_scale}
         strip(out, args.out / f"{out.stem}.png")
@@ -68,15 +69,16 @@ def main() -> None:
     for name, videos in (("held_out", ["04", "08", "10"]), ("training_video", ["00"])):
         started = time.monotonic()
         rec = evaluate_reconstruction(model, [faces / f"{v}.mp4" for v in videos], landmarks=args.landmarks,
-                                      stride=args.stride)
+                                      frames=FrameRange(stride=args.stride))
         report[f"reconstruction_{name}"] = dict(rec.to_dict(), seconds=round(time.monotonic() - started, 1))
 
     if args.fly is not None:
         fly_model = Model.load(args.fly)
         video = args.data / "sleap-fly-centered" / "single_fly.mp4"
         out = args.out / "fly_frame100_driven_by_2000-2300.mp4"
-        result = animate(video, video, fly_model, out, source_frame=100, start=2000, stop=2300, best_frame=True,
-                         side_by_side=True, show_keypoints=True, size=192)
+        result = animate(video, video, fly_model, out, TransferOptions(best_frame=True),
+                         PanelOptions(side_by_side=True, show_keypoints=True, size=192), source_frame=100,
+                         frames=FrameRange(2000, 2300))
         report[out.stem] = {"frames": result.num_frames, "reference_frame": result.reference_frame,
                             "movement_scale": result.movement_scale, "step": fly_model.step}
         strip(out, args.out / f"{out.stem}.png")

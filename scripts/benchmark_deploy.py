@@ -40,11 +40,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fomm_kp.runtime.backends import onnx_session
 from fomm_kp.config import builtin_config
-from fomm_kp.deploy.export import LoadedDetector, export_onnx, load_detector
+from fomm_kp.crops import CropSettings
 from fomm_kp.models import KeypointDetector
-from fomm_kp.models.student import StudentDetector, count_flops, count_parameters, student_config_for
+from fomm_kp.models.student import (StudentDetector, count_flops,
+                                    count_parameters, student_config_for)
+from fomm_kp.runtime.networks import LoadedDetector, load_detector
+from fomm_kp.runtime.onnx_graph import export_onnx, onnx_session
 from fomm_kp.video import resize_frame
 
 # Published peak rates (GPU), FLOP/s.
@@ -95,16 +97,15 @@ def load_or_build(teacher: str | None, student: str | None) -> tuple[LoadedDetec
         note = f"teacher {teacher}"
     else:
         config = builtin_config("cpu")
-        t = LoadedDetector(KeypointDetector(config.model.detector).eval(), config, {}, "teacher",
-                           config.model.detector.input_size, config.model.detector.num_keypoints, "random cpu config")
+        t = LoadedDetector(KeypointDetector(config.model.detector).eval(), config, CropSettings(), {}, "teacher",
+                           "random cpu config")
         note = "teacher: random weights, built-in cpu config (speed and FLOPs do not depend on weights)"
     if student is not None:
         s = load_detector(student)
         note += f"; student {student}"
     else:
         sc = student_config_for(t.config.model.detector)
-        s = LoadedDetector(StudentDetector(sc).eval(), t.config, {}, "student", sc.input_size, sc.num_keypoints,
-                           "random default student")
+        s = LoadedDetector(StudentDetector(sc).eval(), t.config, CropSettings(), {}, "student", "random default student")
         note += "; student: random weights, default architecture"
     return t, s, note
 
@@ -132,9 +133,9 @@ def main() -> None:
         "timings": [],
     }
     for name, d in (("teacher", teacher), ("student", student)):
-        flops = count_flops(d.module, d.input_size)
+        flops = count_flops(d.network, d.input_size)
         results["detectors"][name] = {"input_size": d.input_size, "keypoints": d.num_keypoints,
-                                      "gflops_per_frame": flops / 1e9, "parameters": count_parameters(d.module)}
+                                      "gflops_per_frame": flops / 1e9, "parameters": count_parameters(d.network)}
     t_flops = results["detectors"]["teacher"]["gflops_per_frame"]
     s_flops = results["detectors"]["student"]["gflops_per_frame"]
     results["detectors"]["student"]["flops_vs_teacher"] = s_flops / t_flops
@@ -156,9 +157,9 @@ def main() -> None:
     student_images = rng.random((args.batch, 3, s, s), dtype=np.float32)
     student_tensor = torch.from_numpy(student_images)
     with torch.no_grad():
-        torch_student = timed(lambda: student.module(student_tensor), args.batch, args.seconds)
+        torch_student = timed(lambda: student.network(student_tensor), args.batch, args.seconds)
         torch.set_num_threads(1)
-        torch_single = timed(lambda: student.module(student_tensor), args.batch, args.seconds)
+        torch_single = timed(lambda: student.network(student_tensor), args.batch, args.seconds)
         torch.set_num_threads(args.threads)
     onnx_student = timed(lambda: session.run(None, {"images": student_images}), args.batch, args.seconds)
     onnx_single = timed(lambda: single.run(None, {"images": student_images}), args.batch, args.seconds)
@@ -172,14 +173,14 @@ def main() -> None:
         if not args.skip_teacher:
             images = torch.rand(args.batch, 3, size, size)
             with torch.no_grad():
-                timing = timed(lambda: teacher.module(images), args.batch, args.seconds)
+                timing = timed(lambda: teacher.network(images), args.batch, args.seconds)
             report({"model": "teacher (torch)", "crop_size": size, "network_input": teacher.input_size, **timing,
                     "note": "resize to the input size inside the network, included"})
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         results["machine"]["gpu"] = torch.cuda.get_device_name(0)
         for name, d in (("teacher", teacher), ("student", student)):
-            module = d.module.to(gpu)
+            module = d.network.to(gpu)
             images = torch.rand(256, 3, d.input_size, d.input_size, device=gpu)
 
             def run() -> None:

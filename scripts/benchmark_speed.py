@@ -49,8 +49,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fomm_kp.config import Config, builtin_config
-from fomm_kp.training.dataset import FramePairs, TrainingFrames
 from fomm_kp.models import FOMM
+from fomm_kp.training.dataset import FramePairs, TrainingFrames
 from fomm_kp.training.trainer import Trainer, autocast_context
 
 VARIANTS = ("cpu", "cpu128", "cpu256", "gpu256")

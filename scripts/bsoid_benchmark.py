@@ -45,9 +45,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from fomm_kp.evaluation.behaviour import Clip, evaluate_clip_set, motion_energy, motion_energy_features
+from fomm_kp.behaviour.features import motion_features
+from fomm_kp.behaviour.signals import resolve_config
+from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
-from fomm_kp.behaviour.features import FeatureConfig, motion_features, resolve_config
+from fomm_kp.evaluation.behaviour import evaluate_clip_set
+from fomm_kp.evaluation.clips import (Clip, motion_energy,
+                                      motion_energy_features)
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.video import VideoWriter, iter_frames, probe
 

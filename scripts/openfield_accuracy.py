@@ -58,10 +58,11 @@ def train_model(args: argparse.Namespace, video: Path):
 
     last = {"step": 0}
 
-    def progress(p) -> None:
-        if p.step - last["step"] >= 100:
-            last["step"] = p.step
-            logging.info("step %d, %.0f s, loss %.4f", p.step, p.elapsed, p.losses.get("total", float("nan")))
+    def progress(update) -> None:
+        if update.done - last["step"] >= 100:
+            last["step"] = update.done
+            logging.info("step %d, %.0f s, loss %.4f", update.done, time.monotonic() - started,
+                         update.losses.get("total", float("nan")))
 
     started = time.monotonic()
     model = api.train(video, args.out, config=args.config, minutes=args.minutes, steps=args.steps,
@@ -100,13 +101,15 @@ def targets(evaluation, trained: str | None, untrained: str | None) -> dict:
 def draw_figure(model, frames: np.ndarray, labels: np.ndarray, background, path: Path, count: int = 8) -> None:
     """Eight labelled images, each as the crop the detector saw (turned to the heading when the
     model was trained so), 160 px: discovered keypoints in colour, labelled parts as white dots."""
-    from fomm_kp.evaluation.keypoints import detect_keypoints, model_boxes
-    from fomm_kp.localize.boxes import LocalizeConfig, background_from_frames, frame_to_crop
+    import imageio.v3 as iio
+
+    from fomm_kp.config import LocalizeConfig
+    from fomm_kp.crops import frame_to_crop
+    from fomm_kp.evaluation.harness import detect_keypoints, model_boxes
     from fomm_kp.files import atomic_write
+    from fomm_kp.localize.background import background_from_frames
     from fomm_kp.video import crop_frame, resize_frame
     from fomm_kp.viz import draw_keypoints, image_row
-
-    import imageio.v3 as iio
 
     picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     if background is None:
@@ -136,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from fomm_kp.evaluation.keypoints import evaluate_model_on_labels, untrained_like
+    from fomm_kp.config import LocalizeConfig
+    from fomm_kp.evaluation.harness import (evaluate_model_on_labels,
+                                            untrained_like)
+    from fomm_kp.evaluation.keypoints import CrossValidation
     from fomm_kp.evaluation.labels import load_labels
-    from fomm_kp.localize.boxes import LocalizeConfig, estimate_background
     from fomm_kp.files import atomic_write
+    from fomm_kp.localize.background import estimate_background
 
     video = args.data / "videos" / "m3v1mp4.mp4"
     labels_file = args.data / "labeled-data" / "m4s1" / "CollectedData_Pranav.csv"
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models, training = {}, None
     if args.checkpoint is not None:
-        from fomm_kp.api import load_model
+        from fomm_kp.runtime import load_model
 
         model = load_model(args.checkpoint)
     elif not args.baselines_only:
@@ -176,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in ("shuffled", "blocks"):
         started = time.monotonic()
         evaluation = evaluate_model_on_labels(labelled, models, frames=frames, background=background,
-                                              folds=args.folds, fold_mode=mode, seed=args.seed,
-                                              use_confidence=args.confidence)
+                                              protocol=CrossValidation(args.folds, mode, args.seed, args.confidence))
         print(evaluation.table())
         print()
         report[mode] = evaluation.to_dict()

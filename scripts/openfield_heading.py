@@ -34,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
 
+    from fomm_kp.config import LocalizeConfig
     from fomm_kp.evaluation.labels import load_labels
-    from fomm_kp.localize.boxes import LocalizeConfig, background_from_frames, boxes_for_frames
     from fomm_kp.files import atomic_write
+    from fomm_kp.localize.background import background_from_frames
+    from fomm_kp.localize.boxes import boxes_for_frames
 
     labels_file = args.data / "labeled-data" / "m4s1" / "CollectedData_Pranav.csv"
     if not labels_file.is_file():

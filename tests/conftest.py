@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
+
+from fomm_kp.tracks import Tracks
+from fomm_kp.video import VideoWriter
 
 try:
     import torch
@@ -108,8 +112,6 @@ def disc_frames(
 
 def write_video(path: Path, frames: np.ndarray, fps: float = 10.0) -> Path:
     """Write uint8 frames ``(T, H, W, 3)`` with :class:`fomm_kp.video.VideoWriter`."""
-    from fomm_kp.video import VideoWriter
-
     with VideoWriter(path, fps) as writer:
         for frame in frames:
             writer.write(frame)
@@ -135,6 +137,185 @@ def write_zero_frame_video(path: Path) -> Path:
         for packet in stream.encode(None):
             container.mux(packet)
     return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# A small subject in a large arena (localisation, keypoint evaluation).
+
+
+H, W = 240, 320
+SEMI_MAJOR, SEMI_MINOR = 16.0, 7.0  # the synthetic subject's half axes, pixels
+
+
+def arena_background(rng: np.random.Generator) -> np.ndarray:
+    texture = gaussian_filter(rng.normal(0, 1, (H, W)), 3)
+    grey = 175 + 25 * texture / np.abs(texture).max()
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _path(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (T, 2) on a Lissajous path over most of the frame, and heading angles (T,)."""
+    cx = W / 2 + 0.36 * W * np.sin(2 * np.pi * t / 150.0)
+    cy = H / 2 + 0.32 * H * np.sin(2 * np.pi * t / 90.0 + 0.5)
+    return np.stack([cx, cy], axis=1), 2 * np.pi * t / 29.0
+
+
+def synthetic_frames(num_frames: int = 40, missing: tuple[int, ...] = (), seed: int = 0):
+    """A dark elongated subject with a bright head marker wandering over a 320×240 textured arena:
+    uint8 frames (T, H, W, 3), true centres (T, 2), marker points (T, 2), angles (T,)."""
+    rng = np.random.default_rng(seed)
+    background = arena_background(rng)
+    body_texture = rng.normal(0, 12, (H, W))
+    centres, angles = _path(np.arange(num_frames, dtype=np.float64))
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    frames, markers = [], []
+    for t in range(num_frames):
+        frame = background.copy()
+        c, a = centres[t], angles[t]
+        u = (xs - c[0]) * np.cos(a) + (ys - c[1]) * np.sin(a)
+        v = -(xs - c[0]) * np.sin(a) + (ys - c[1]) * np.cos(a)
+        marker = c + 9.0 * np.array([np.cos(a), np.sin(a)])
+        markers.append(marker)
+        if t not in missing:
+            inside = (u / SEMI_MAJOR) ** 2 + (v / SEMI_MINOR) ** 2 <= 1.0
+            frame[inside] = (40 + body_texture[inside])[:, None]
+            dot = (xs - marker[0]) ** 2 + (ys - marker[1]) ** 2 <= 2.0**2
+            frame[dot] = 250.0
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return np.stack(frames), centres, np.array(markers), angles
+
+
+# --------------------------------------------------------------------------------------------
+# Keypoint evaluation: labels related to keypoints by known maps, labelled arena images.
+
+
+def affine_labels(rng, keypoints: np.ndarray, sources: list[int], sigma: float) -> np.ndarray:
+    """Part p = A_p · keypoint[sources[p]] + b_p + N(0, sigma²) per coordinate."""
+    parts = []
+    for j in sources:
+        a = rng.normal(0, 1, (2, 2)) + np.eye(2)
+        b = rng.uniform(-50, 50, 2)
+        parts.append(keypoints[:, j] @ a.T + b + rng.normal(0, sigma, (len(keypoints), 2)))
+    return np.stack(parts, axis=1)
+
+
+def synthetic_labelled(num: int = 30):
+    """Labelled images of the arena subject: frames (M, H, W, 3) and head/tail labels (M, 2, 2)."""
+    frames, centres, markers, angles = synthetic_frames(num * 5)
+    frames, centres, markers = frames[::5], centres[::5], markers[::5]
+    tail = centres - 12.0 * np.stack([np.cos(angles[::5]), np.sin(angles[::5])], axis=1)
+    labels = np.stack([markers, tail], axis=1)  # (M, 2 parts, 2)
+    return frames, labels
+
+
+def labelled_frames(labels: np.ndarray):
+    """:class:`fomm_kp.evaluation.labels.LabelledFrames` of head and tail labels ``(M, 2, 2)``."""
+    from fomm_kp.evaluation.labels import LabelledFrames
+
+    m = len(labels)
+    return LabelledFrames(labels, ("head", "tail"), ("",) * m, np.arange(m), "", "synthetic")
+
+
+# --------------------------------------------------------------------------------------------
+# Behaviour: a body circling or oscillating, as tracks.
+
+
+BEHAVIOUR_FPS = 30.0
+
+
+def behaviour_keypoints(kind: str, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Three keypoints (head, middle, tail) of a body ``(T, 3, 2)``.
+
+    ``circling``: walks a circle of random radius at ~0.5 Hz, facing along it. ``oscillating``:
+    stays in place, facing a random way, shaking sideways at ~4 Hz.
+    """
+    t = np.arange(frames) / BEHAVIOUR_FPS
+    phase = rng.uniform(0, 2 * np.pi)
+    centre0 = rng.uniform(150, 250, 2)
+    if kind == "circling":
+        radius, freq = rng.uniform(40, 80), rng.uniform(0.4, 0.6)
+        angle = 2 * np.pi * freq * t + phase
+        centre = centre0 + radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        heading = angle + np.pi / 2
+    else:
+        heading = np.full(frames, phase)
+        side = np.stack([-np.sin(heading), np.cos(heading)], axis=1)
+        centre = centre0 + 6 * np.sin(2 * np.pi * rng.uniform(3.5, 4.5) * t)[:, None] * side
+    axis = np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    kp = np.stack([centre + 15 * axis, centre, centre - 20 * axis], axis=1)
+    return kp + rng.normal(0, 0.5, kp.shape)
+
+
+def behaviour_tracks(kinds: list[str], seed: int, segment: int = 90, name: str = "video.mp4") -> Tracks:
+    """Tracks of one body doing each of ``kinds`` for ``segment`` frames in turn (30 fps)."""
+    rng = np.random.default_rng(seed)
+    kp = np.concatenate([behaviour_keypoints(k, segment, rng) for k in kinds])
+    t = len(kp)
+    return Tracks(kp[:, None].astype(np.float32), np.ones((t, 1, 3)), np.arange(t), BEHAVIOUR_FPS, video=name,
+                  keypoint_names=("head", "middle", "tail"))
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny untrained FOMM (rendering, reconstruction: shapes and plumbing, not quality).
+
+
+def untrained_model(meta: dict, seed: int = 1):
+    """An untrained :class:`fomm_kp.runtime.Model` of the ``tiny`` config with checkpoint metadata ``meta``."""
+    from fomm_kp.config import builtin_config
+    from fomm_kp.models import FOMM
+    from fomm_kp.runtime import Model
+
+    torch.manual_seed(seed)
+    config = builtin_config("tiny")
+    return Model(FOMM(config.model), config, meta, 0)
+
+
+@pytest.fixture
+def tiny_model():
+    """An untrained FOMM of the ``tiny`` config on whole frames."""
+    return untrained_model({"localized": False}, seed=0)
+
+
+def save_model(model, path: Path) -> Path:
+    """Write ``model`` (a :class:`fomm_kp.runtime.Model`) as a teacher checkpoint."""
+    from fomm_kp.checkpoint import save_checkpoint
+
+    state = {name: part.state_dict() for name, part in model.network.parts().items() if part is not None}
+    return save_checkpoint(path, model.config, state, 0, dict(model.meta))
+
+
+def moving_square_video(path: Path, width: int, height: int, count: int, fps: float = 10.0) -> None:
+    """A bright square moving right on a dark background, ``count`` frames."""
+    with VideoWriter(path, fps) as writer:
+        for t in range(count):
+            frame = np.full((height, width, 3), 40, dtype=np.uint8)
+            x = 4 + 2 * t
+            frame[10:22, x : x + 12] = (220, 180, 60)
+            writer.write(frame)
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny model trained for one step on the disc clip (commands that need a checkpoint).
+
+
+def tiny_whole_frame():
+    """The ``tiny`` built-in config on whole frames (no localisation)."""
+    import dataclasses
+
+    from fomm_kp.config import builtin_config
+
+    config = builtin_config("tiny")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, localize="off"))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, disc_clip: SyntheticClip) -> Path:
+    """``checkpoint.pt`` of the tiny whole-frame config trained one step on the disc clip."""
+    from fomm_kp import api
+
+    folder = tmp_path_factory.mktemp("trained")
+    api.train(disc_clip.path, folder, config=tiny_whole_frame(), steps=1, device="cpu")
+    return folder / "checkpoint.pt"
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,21 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SyntheticClip, tiny_whole_frame
 
 import fomm_kp
 from fomm_kp import api
-from fomm_kp.config import Config, builtin_config
+from fomm_kp.config import builtin_config
 from fomm_kp.errors import FommError
-from fomm_kp.runtime.model import Model
+from fomm_kp.runtime import Model
 from fomm_kp.tracks import Tracks, load_tracks
-from fomm_kp.video import crop_frame, probe, read_frames
-
-from conftest import SyntheticClip
-
-
-def tiny_whole_frame() -> Config:
-    config = builtin_config("tiny")
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, localize="off"))
+from fomm_kp.video import FrameRange, crop_frame, probe, read_frames
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def _inside(points: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> b
 def test_train_returns_a_model(trained: Model) -> None:
     assert trained.step == 3
     assert trained.num_keypoints == 4 and trained.detector_size == 32
-    assert trained.meta["localized"] is False and trained.meta["fixed_crop"] == []
+    assert trained.crop.localized is False and trained.crop.fixed_crop is None
     assert trained.config.data.any_orientation == "off"  # 'auto' resolved: a whole-frame subject
     assert trained.meta["num_training_frames"] == 24
     assert not trained.network.training
@@ -89,36 +83,12 @@ def test_detector_size_is_mapped_back_to_frame_pixels(trained: Model) -> None:
     np.testing.assert_allclose(det.keypoints[0], expected, atol=1e-3)
 
 
-def test_turned_crop_detections_map_back_like_crop_to_frame() -> None:
-    """Keypoints, local affines and covariances found in a turned crop come back in frame pixels."""
-    from fomm_kp.runtime.model import _to_pixels
-    from fomm_kp.localize.boxes import crop_to_frame
-
-    rng = np.random.default_rng(0)
-    normalised = rng.uniform(-1, 1, (2, 3, 2))
-    boxes = np.array([[10.0, 20.0, 74.0, 84.0, 0.6], [-5.0, 3.0, 35.0, 43.0, -2.2]])
-    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])  # a quarter turn, in crop coordinates
-    jacobians = np.tile(rotation, (2, 3, 1, 1))
-    covariances = np.tile(np.diag([0.02, 0.01]), (2, 3, 1, 1))
-    det = _to_pixels(*(torch.from_numpy(a).float() for a in (normalised, np.ones((2, 3)), jacobians, covariances)), boxes)
-    size = 32  # any detector size: normalised → its pixels → frame
-    expected = crop_to_frame((normalised + 1) * size / 2 - 0.5, boxes, size)
-    np.testing.assert_allclose(det.keypoints, expected, atol=1e-3)
-    # a square box keeps a rotation a rotation, and a turned crop turns the covariance's axes
-    np.testing.assert_allclose(det.jacobians, np.tile(rotation, (2, 3, 1, 1)), atol=1e-5)
-    for b in range(2):
-        half = (boxes[b, 2] - boxes[b, 0]) / 2
-        c, s = np.cos(boxes[b, 4]), np.sin(boxes[b, 4])
-        turn = np.array([[c, -s], [s, c]])
-        np.testing.assert_allclose(det.covariances[b, 0], half**2 * turn @ np.diag([0.02, 0.01]) @ turn.T, rtol=1e-4)
-
-
 def test_track_with_stride_start_stop(trained: Model, disc_clip: SyntheticClip) -> None:
     full = fomm_kp.track(disc_clip.path, trained)
-    part = fomm_kp.track(disc_clip.path, trained, start=2, stop=20, stride=5)
+    part = fomm_kp.track(disc_clip.path, trained, frames=FrameRange(2, 20, 5))
     np.testing.assert_array_equal(part.frame_indices, [2, 7, 12, 17])
     np.testing.assert_allclose(part.keypoints, full.keypoints[[2, 7, 12, 17]], atol=1e-4)
-    tail = fomm_kp.track(disc_clip.path, trained, start=20, stop=1000)
+    tail = fomm_kp.track(disc_clip.path, trained, frames=FrameRange(20, 1000))
     np.testing.assert_array_equal(tail.frame_indices, [20, 21, 22, 23])
 
 
@@ -133,14 +103,14 @@ def test_track_with_a_fixed_crop(trained: Model, disc_clip: SyntheticClip) -> No
     det = trained.detect(crops)
     np.testing.assert_allclose(tracks.keypoints[:3, 0], det.keypoints + np.array([8.0, 4.0]), atol=1e-3)
     # A crop that is the whole frame changes nothing.
-    whole = fomm_kp.track(disc_clip.path, trained, crop=(0, 0, 64, 48), stop=4)
-    plain = fomm_kp.track(disc_clip.path, trained, stop=4)
+    whole = fomm_kp.track(disc_clip.path, trained, crop=(0, 0, 64, 48), frames=FrameRange(stop=4))
+    plain = fomm_kp.track(disc_clip.path, trained, frames=FrameRange(stop=4))
     np.testing.assert_allclose(whole.keypoints, plain.keypoints, atol=1e-4)
 
 
 def test_crop_partly_outside_the_frame(trained: Model, disc_clip: SyntheticClip) -> None:
     box = (40.0, 20.0, 80.0, 60.0)
-    tracks = fomm_kp.track(disc_clip.path, trained, crop=box, stop=3)
+    tracks = fomm_kp.track(disc_clip.path, trained, crop=box, frames=FrameRange(stop=3))
     assert np.isfinite(tracks.keypoints).all()
     assert _inside(tracks.keypoints, *box)
 
@@ -148,23 +118,23 @@ def test_crop_partly_outside_the_frame(trained: Model, disc_clip: SyntheticClip)
 def test_model_trained_on_a_crop_tracks_in_that_crop(tmp_path: Path, disc_clip: SyntheticClip) -> None:
     box = [16.0, 8.0, 48.0, 40.0]
     model = api.train(disc_clip.path, tmp_path, config=tiny_whole_frame(), steps=1, crop=box, device="cpu")
-    assert model.meta["fixed_crop"] == box and model.meta["box_side"] == pytest.approx(32.0)
+    assert model.crop.fixed_crop == tuple(box) and model.crop.box_side == pytest.approx(32.0)
     reloaded = api.load_model(tmp_path / "checkpoint.pt", device="cpu")
-    assert reloaded.meta["fixed_crop"] == box
-    tracks = api.track(disc_clip.path, reloaded, stop=5)  # the training crop is the default
+    assert reloaded.crop == model.crop
+    tracks = api.track(disc_clip.path, reloaded, frames=FrameRange(stop=5))  # the training crop is the default
     assert _inside(tracks.keypoints, *box)
 
 
 def test_track_from_a_checkpoint_path(trained: Model, disc_clip: SyntheticClip, tmp_path: Path) -> None:
     out = tmp_path / "run"
     fomm_kp.train(disc_clip.path, out, config=tiny_whole_frame(), steps=1, device="cpu")
-    tracks = fomm_kp.track(disc_clip.path, out / "checkpoint.pt", stop=2)
+    tracks = fomm_kp.track(disc_clip.path, out / "checkpoint.pt", frames=FrameRange(stop=2))
     assert tracks.keypoints.shape == (2, 1, 4, 2)
 
 
 def test_track_errors(trained: Model, disc_clip: SyntheticClip, tmp_path: Path) -> None:
     with pytest.raises(FommError, match="no frames to track"):
-        fomm_kp.track(disc_clip.path, trained, start=30)
+        fomm_kp.track(disc_clip.path, trained, frames=FrameRange(start=30))
     with pytest.raises(FommError, match="crop must be"):
         fomm_kp.track(disc_clip.path, trained, crop=(10, 10, 5, 20))
     with pytest.raises(FommError, match="checkpoint not found"):
@@ -197,11 +167,11 @@ def test_localized_training_and_tracking_follow_the_subject(tmp_path: Path, disc
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize="on"),
                                  loss=dataclasses.replace(config.loss, rotation_equivariance=1.0))
     model = api.train(disc_clip.path, tmp_path, config=config, steps=1, device="cpu")
-    assert model.meta["localized"] is True
+    assert model.crop.localized is True
     assert model.config.data.any_orientation == "on"  # 'auto' resolved: a localised subject may face any way
-    assert model.meta["aligned"] is False  # align 'auto': a round disc has no heading to turn to
+    assert model.crop.aligned is False  # align 'auto': a round disc has no heading to turn to
     assert "rotation_equivariance" in api.load_model(tmp_path / "checkpoint.pt").meta["losses"]
-    side = model.meta["box_side"]
+    side = model.crop.box_side
     assert 16 <= side <= 48
     tracks = api.track(disc_clip.path, model)
     found = np.isfinite(tracks.keypoints).all(axis=(1, 2, 3))
@@ -217,11 +187,11 @@ def test_crops_turned_to_the_heading_train_and_track(tmp_path: Path, disc_clip: 
     config = builtin_config("tiny")
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, localize="on", align="on"))
     model = api.train(disc_clip.path, tmp_path, config=config, steps=1, device="cpu")
-    assert model.meta["aligned"] is True
+    assert model.crop.aligned is True
     assert model.config.data.any_orientation == "off"  # turns would undo the alignment
     reloaded = api.load_model(tmp_path / "checkpoint.pt")
-    assert reloaded.meta["aligned"] is True
-    side = model.meta["box_side"]
+    assert reloaded.crop.aligned is True
+    side = model.crop.box_side
     tracks = api.track(disc_clip.path, reloaded)
     found = np.isfinite(tracks.keypoints).all(axis=(1, 2, 3))
     assert found.mean() > 0.9

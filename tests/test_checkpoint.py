@@ -11,8 +11,8 @@ import torch
 from fomm_kp.checkpoint import FORMAT_VERSION, read_checkpoint, save_checkpoint
 from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.errors import FommError
-from fomm_kp.runtime.model import Model
 from fomm_kp.models import FOMM
+from fomm_kp.runtime import Model
 
 
 def _states(model: FOMM) -> dict:

@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fomm_kp.config import (
-    BUILTIN_CONFIGS,
-    Config,
-    builtin_config,
-    from_dict,
-    load_config,
-    to_dict,
-)
+from fomm_kp.config import (BUILTIN_CONFIGS, Config, builtin_config, from_dict,
+                            load_config, to_dict)
 from fomm_kp.errors import FommError
 
 

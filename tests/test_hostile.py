@@ -17,12 +17,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import SyntheticClip, assert_one_error_line, files_under, run_cli
 
-from fomm_kp.tracks.dlc_h5 import literal_pickle, read_dlc_h5
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, save_tracks
-
-from conftest import SyntheticClip, assert_one_error_line, files_under, run_cli
+from fomm_kp.tracks.dlc_h5 import literal_pickle, read_dlc_h5
 
 
 class _Payload:
@@ -235,7 +234,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_and_exits_130(tmp_path: Path,
     while time.monotonic() < deadline:
         line = process.stderr.readline()
         lines.append(line)
-        if "fomm_kp.training.trainer: step 3 " in line:
+        if "fomm_kp.training.loop: step 3 " in line:
             break
     else:
         process.kill()

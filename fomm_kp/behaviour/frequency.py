@@ -9,14 +9,13 @@ amplitude per frame. PyWavelets does the transform (``scipy.signal.cwt`` was rem
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pywt
+from scipy.signal import welch
 
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
 
 __all__ = [
     "WAVELET",
@@ -24,7 +23,6 @@ __all__ = [
     "dominant_frequency",
     "wavelet_frequencies",
     "wavelet_spectrogram",
-    "plot_spectrogram",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,8 +44,6 @@ def _detrend(x: np.ndarray) -> np.ndarray:
 
 def _spectrum(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """Welch power spectral density along axis -2 of ``x (..., L, C)``: ``(freqs (F,), psd (..., F, C))``."""
-    from scipy.signal import welch
-
     n = x.shape[-2]
     nperseg = n if n < 16 else max(16, n // 2)  # two half-overlapping segments once there is room
     freqs, psd = welch(x, fs=fs, nperseg=nperseg, noverlap=nperseg // 2, window="hann", detrend=False, axis=-2)
@@ -155,8 +151,6 @@ def wavelet_spectrogram(signals: np.ndarray, fs: float, freqs: np.ndarray) -> np
     valid sample stays NaN. Amplitudes are ``|cwt| / sqrt(scale)`` as in MotionMapper, so a
     sinusoid of a given amplitude gives a similar peak at any frequency.
     """
-    import pywt
-
     signals = np.asarray(signals, dtype=np.float64)
     if signals.ndim != 2:
         raise FommError(f"signals must be (T, C), got {signals.shape}")
@@ -179,53 +173,3 @@ def wavelet_spectrogram(signals: np.ndarray, fs: float, freqs: np.ndarray) -> np
     amplitude = np.transpose(amplitude, (1, 0, 2)).astype(np.float32)
     amplitude[:, :, dead] = np.nan
     return amplitude
-
-
-def plot_spectrogram(
-    power: np.ndarray,
-    freqs: np.ndarray,
-    frame_indices: np.ndarray,
-    fps: float,
-    names: Sequence[str],
-    path: str | os.PathLike,
-    title: str = "",
-) -> Path:
-    """Write a PNG with one log-amplitude wavelet spectrogram panel per signal.
-
-    Args:
-        power: ``(T, F, C)`` amplitudes from :func:`wavelet_spectrogram`.
-        freqs: ``(F,)`` Hz; frame_indices: ``(T,)``; names: C panel titles.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    power = np.asarray(power)
-    if power.ndim != 3 or power.shape[1] != len(freqs) or power.shape[2] != len(names):
-        raise FommError(f"spectrogram shape {power.shape} does not match {len(freqs)} frequencies and {len(names)} names")
-    c = power.shape[2]
-    times = np.asarray(frame_indices, dtype=np.float64) / fps
-    fig, axes = plt.subplots(c, 1, figsize=(10, 1.2 + 1.3 * c), sharex=True, squeeze=False)
-    logp = np.log10(power + 1e-6)
-    # colour limits from panels that move at all (a keypoint fixed in the body frame is ~0 everywhere)
-    live = logp[:, :, np.nanmax(power, axis=(0, 1)) > 1e-3] if c else logp
-    finite = live[np.isfinite(live)]
-    vmin, vmax = (np.percentile(finite, 2), np.percentile(finite, 99.5)) if finite.size else (-6.0, 0.0)
-    ticks = [f for f in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if freqs.min() <= f <= freqs.max()]
-    for j in range(c):
-        ax = axes[j, 0]
-        mesh = ax.pcolormesh(times, freqs, logp[:, :, j].T, shading="nearest", cmap="magma", vmin=vmin, vmax=vmax)
-        ax.set_yscale("log")
-        ax.set_yticks(ticks, labels=[f"{f:g}" for f in ticks])
-        ax.minorticks_off()
-        ax.set_ylabel(f"{names[j]}\nHz", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.colorbar(mesh, ax=axes[:, 0].tolist(), label="log10 amplitude (px)", shrink=0.8)
-    if title:
-        axes[0, 0].set_title(title, fontsize=10)
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
-    plt.close(fig)
-    return path

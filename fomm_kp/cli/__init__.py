@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from fomm_kp.cli.app import app
-from fomm_kp.errors import FommError, Interrupted
-
 # Command modules register themselves on ``app`` when imported.
-from fomm_kp.cli import train_track  # noqa: F401,E402
+from fomm_kp.cli import animate  # noqa: F401,E402
 from fomm_kp.cli import behaviour  # noqa: F401,E402
 from fomm_kp.cli import deploy  # noqa: F401,E402
-from fomm_kp.cli import animate  # noqa: F401,E402
 from fomm_kp.cli import evaluate  # noqa: F401,E402
+from fomm_kp.cli import train_track  # noqa: F401,E402
+from fomm_kp.cli.app import app
+from fomm_kp.errors import FommError, Interrupted
 
 __all__ = ["app", "main"]
 

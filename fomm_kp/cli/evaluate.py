@@ -1,14 +1,25 @@
-"""``fomm-kp evaluate keypoints``: discovered keypoints against hand labels, next to baselines."""
+"""``fomm-kp evaluate keypoints | reconstruction | behaviour``: measured quality next to baselines."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+from rich.table import Table
 
-from fomm_kp.cli.app import console, evaluate_app, progress_bar
+from fomm_kp.cli.app import console, evaluate_app, progress_bar, results
+from fomm_kp.cli.behaviour import feature_config
 from fomm_kp.errors import FommError
+from fomm_kp.evaluation.behaviour import evaluate_behaviour as run_behaviour
+from fomm_kp.evaluation.harness import evaluate_labels
+from fomm_kp.evaluation.keypoints import CrossValidation, save_evaluation
+from fomm_kp.evaluation.reconstruction import (PAPER_VOXCELEB_256,
+                                               evaluate_reconstruction)
+from fomm_kp.files import atomic_write, refuse_overwriting_inputs
+from fomm_kp.runtime import Model
+from fomm_kp.video import FrameRange
 
 
 @evaluate_app.command("keypoints")
@@ -29,18 +40,99 @@ def keypoints(
 ) -> None:
     """Regress labelled parts from discovered keypoints (k-fold ridge) and report pixel errors, with
     the best single keypoint per part and the mean-pose, blob-moment and thumbnail baselines."""
-    from fomm_kp.evaluation.keypoints import evaluate_labels, save_evaluation
-
     if fold_mode not in ("shuffled", "blocks"):
         raise FommError(f"--fold-mode must be 'shuffled' or 'blocks', got '{fold_mode}'")
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task("detecting", total=None, info="")
-        evaluation = evaluate_labels(
-            labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained, folds=folds,
-            fold_mode=fold_mode, use_confidence=confidence, individual=individual, background=background,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    typer.echo(evaluation.table())
+    refuse_overwriting_inputs({"--json": json_out}, [labels, checkpoint, tracks, video])
+    protocol = CrossValidation(folds=folds, fold_mode=fold_mode, use_confidence=confidence)
+    with progress_bar("detecting", transient=True) as update:
+        evaluation = evaluate_labels(labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained,
+                                     protocol=protocol, individual=individual, background=background, progress=update)
+    results.print(evaluation.table(), markup=False, highlight=False)
     if json_out is not None:
         save_evaluation(evaluation, json_out)
         console.print(f"wrote {json_out}")
+
+
+def _reconstruction_table(data: dict, image_size: int, step: int) -> Table:
+    def fmt(value: float | None, digits: int = 4) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    table = Table(title=f"reconstruction at {image_size} px (step {step})")
+    for column in ("video", "frames", "L1", "AKD", "MKR", "copy-source L1", "copy-source AKD"):
+        table.add_column(column, justify="left" if column == "video" else "right")
+    for row in data["videos"]:
+        table.add_row(Path(row["video"]).name, str(row["frames"]), fmt(row["l1"]), fmt(row["akd"], 3),
+                      fmt(row["mkr"], 3), fmt(row["baseline_l1"]), fmt(row["baseline_akd"], 3))
+    table.add_row("all", str(data["frames"]), fmt(data["l1"]), fmt(data["akd"], 3), fmt(data["mkr"], 3),
+                  fmt(data["baseline_l1"]), fmt(data["baseline_akd"], 3))
+    return table
+
+
+@evaluate_app.command()
+def reconstruction(
+    videos: list[Path] = typer.Argument(..., help="Held-out videos; each is reconstructed from its first frame."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train."),
+    landmarks: str = typer.Option("none", help="Face landmarks for AKD/MKR: none, auto, face-alignment or dlib."),
+    landmark_size: int = typer.Option(256, min=16, help="Frame size for landmark detection; AKD is in its pixels."),
+    start: int = typer.Option(0, min=0, help="First frame of each video (the source)."),
+    stop: Optional[int] = typer.Option(None, help="Stop before this frame."),
+    stride: int = typer.Option(1, min=1, help="Use every N-th frame as a driving frame."),
+    batch_size: int = typer.Option(16, min=1, help="Frames per forward pass."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
+) -> None:
+    """Reconstruction L1 (and face AKD / missing-keypoint rate) with the FOMM papers' protocol."""
+    refuse_overwriting_inputs({"--out": out}, [*videos, checkpoint])
+    model = Model.load(checkpoint, device=device)
+    with progress_bar("reconstructing") as update:
+        report = evaluate_reconstruction(
+            model, videos, landmarks=None if landmarks == "none" else landmarks, landmark_size=landmark_size,
+            frames=FrameRange(start, stop, stride), batch_size=batch_size, progress=update)
+    data = report.to_dict()
+    results.print(_reconstruction_table(data, report.image_size, report.checkpoint_step))
+    if report.landmarks:
+        results.print(f"landmarks: {report.landmarks}; AKD in pixels of {report.landmark_size} px frames")
+    results.print(f"reference, FOMM paper on VoxCeleb at 256 px: L1 {PAPER_VOXCELEB_256['l1']}, AKD {PAPER_VOXCELEB_256['akd']}")
+    for note in report.notes:
+        results.print(f"note: {note}")
+    if out is not None:
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
+        console.print(f"report -> {out}")
+
+
+def _episodes_table(results_: dict, title: str) -> Table:
+    view = Table(title=title)
+    for col in ("features", "setting", "accuracy", "macro-F1"):
+        view.add_column(col)
+    for name in ("keypoints", "pixel"):
+        for key, r in results_.get(name, {}).items():
+            if "skipped" in r:
+                view.add_row(name, key, "skipped", "")
+            elif "accuracy_mean" in r:
+                view.add_row(name, f"{r['n_way']}-way {key}", f"{r['accuracy_mean']:.3f} ± {r['accuracy_sd']:.3f}",
+                             f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_sd']:.3f}")
+            else:
+                view.add_row(name, key, f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}")
+    return view
+
+
+@evaluate_app.command("behaviour")
+def behaviour(
+    table: Path = typer.Argument(..., help="CSV video,start_frame,end_frame,label[,tracks][,group][,x0,y0,x1,y1]: one clip per row"),
+    out: Path = typer.Option(..., "--out", "-o", help="results folder"),
+    tracks_dir: Optional[Path] = typer.Option(None, help="folder of tracks named after the videos"),
+    shots: Optional[List[int]] = typer.Option(None, "--shots", help="K of K-shot (repeatable; default 1, 2, 4)"),
+    episodes: int = typer.Option(200, help="random episodes per setting"),
+    kind: Optional[List[str]] = typer.Option(None, "--kind", help="classifier kind (repeatable; default prototype)"),
+    pixel: bool = typer.Option(True, help="also run the pixel motion-energy baseline"),
+    keypoints: bool = typer.Option(True, help="run keypoint features (needs tracks)"),
+    window: Optional[List[float]] = typer.Option(None, "--window", help="window length in seconds (repeatable)"),
+    stride: float = typer.Option(0.25, help="seconds between window centres"),
+) -> None:
+    """N-way K-shot episodes and leave-one-group-out: keypoint features vs a pixel baseline."""
+    with console.status("evaluating"):
+        found = run_behaviour(table, out, tracks_dir=tracks_dir, pixel=pixel, keypoints=keypoints,
+                              shots=shots or (1, 2, 4), episodes=episodes, kinds=kind or ("prototype",),
+                              config=feature_config(window, stride))
+    results.print(_episodes_table(found, f"{table.name}: {found['clips']} clips, clip-level, {episodes} episodes"))
+    console.print(f"results -> {out / 'results.json'}")

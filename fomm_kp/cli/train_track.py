@@ -7,14 +7,17 @@ from typing import Optional
 
 import typer
 
-from fomm_kp.cli.app import app, console, progress_bar
+from fomm_kp import api
+from fomm_kp import demo as demo_module
+from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.config import load_config
 from fomm_kp.errors import FommError, Interrupted
-from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.files import refuse_overwriting_inputs
-
-
-_TRACK_SUFFIXES = (".npz", ".csv", ".slp", ".nwb")
-_VIDEO_SUFFIXES = (".mp4", ".gif", ".mov", ".avi", ".mkv")
+from fomm_kp.runtime import Detector
+from fomm_kp.tracks import Tracks, save_tracks
+from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
+from fomm_kp.training.trainer import TrainingInterrupted
+from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
 
 def _parse_box(text: Optional[str]) -> Optional[list[float]]:
@@ -29,41 +32,23 @@ def _parse_box(text: Optional[str]) -> Optional[list[float]]:
     return values
 
 
-def train_with_progress(video: Path, out: Path, **kwargs):
-    """Run :func:`fomm_kp.train` under a rich progress bar showing loss and ETA."""
-    from fomm_kp import api
-
-    with progress_bar() as bar:
-        task = bar.add_task("training", total=None, info="preparing frames")
-
-        def on_step(p) -> None:
-            total = p.total_steps
-            if p.time_limit > 0 and p.step > 0:
-                # With a time limit the finishing step is estimated from the pace so far.
-                total = min(total, max(p.step, int(p.step * p.time_limit / max(p.elapsed, 1e-6))))
-            bar.update(task, completed=p.step, total=total,
-                       info=f"loss {p.losses.get('total', float('nan')):.4f} (rec {p.losses.get('reconstruction', float('nan')):.4f})")
-
-        return api.train(video, out, progress=on_step, **kwargs)
+def train_with_progress(video: Path, out: Path, **kwargs) -> api.Model:
+    """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA."""
+    with progress_bar("training") as update:
+        return api.train(video, out, progress=update, **kwargs)
 
 
-def track_with_progress(video: Path, model, **kwargs):
-    from fomm_kp import api
-
-    with progress_bar() as bar:
-        task = bar.add_task("tracking", total=None, info="")
-
-        def on_batch(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return api.track(video, model, progress=on_batch, **kwargs)
+def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
+    """Run :func:`fomm_kp.track` under a progress bar."""
+    with progress_bar("tracking") as update:
+        return api.track(video, model, progress=update, **kwargs)
 
 
 @app.command()
 def train(
     video: Path = typer.Argument(..., help="The video to learn from (mp4/avi/mov/gif or a folder of images)."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, gpu, tiny."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, tiny."),
     steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
@@ -73,25 +58,26 @@ def train(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
 ) -> None:
     """Train a keypoint detector on one video, self-supervised (no labels)."""
-    from fomm_kp.config import load_config
-    from fomm_kp.video import probe
-
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
     box = _parse_box(crop)
     probe(video)
-    if resume and not (out / "checkpoint.pt").is_file():
-        raise FommError(f"checkpoint not found: {out / 'checkpoint.pt'}")
-    if (out / "checkpoint.pt").exists() and not (resume or overwrite):
-        raise FommError(f"{out / 'checkpoint.pt'} already holds a trained model: pass --resume to continue it, "
+    checkpoint = out / "checkpoint.pt"
+    if resume and not checkpoint.is_file():
+        raise FommError(f"checkpoint not found: {checkpoint}")
+    if checkpoint.exists() and not (resume or overwrite):
+        raise FommError(f"{checkpoint} already holds a trained model: pass --resume to continue it, "
                         "--overwrite to replace it, or choose another --out")
+    if resume and config is not None:
+        raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
     loaded = None if resume else load_config(config)
+    existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     try:
-        model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes,
-                                    crop=box, resume=resume, seed=seed, device=device, overwrite=overwrite)
+        model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
+                                    device=device, existing=existing)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
                           f"continue with: fomm-kp train {video} --out {out} --resume") from None
-    console.print(f"trained {model.step} steps -> {out / 'checkpoint.pt'} (preview: {out / 'preview.png'})")
+    console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
 
 
 @app.command()
@@ -112,17 +98,13 @@ def track(
     engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
 ) -> None:
     """Track keypoints through a video with a trained detector (teacher or distilled student)."""
-    from fomm_kp import api
-    from fomm_kp.tracks import save_tracks
-    from fomm_kp.video import probe
-
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
     # error line and no output file.
     if localize not in (None, "on", "off", "auto"):
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
     box = _parse_box(crop)
-    for path, kind, suffixes in ((out, "--out", _TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
-                                 (overlay, "--overlay", _VIDEO_SUFFIXES)):
+    for path, kind, suffixes in ((out, "--out", WRITABLE_TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
+                                 (overlay, "--overlay", WRITABLE_VIDEO_SUFFIXES)):
         if path is not None and path.suffix.lower() not in suffixes:
             raise FommError(f"{kind} {path}: use one of {', '.join(suffixes)}")
     refuse_overwriting_inputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
@@ -131,7 +113,7 @@ def track(
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
     tracks = track_with_progress(video, model, out=out, overlay=overlay, crop=box, localize=localize,
-                                 start=start, stop=stop, stride=stride, batch_size=batch_size)
+                                 frames=FrameRange(start, stop, stride), batch_size=batch_size)
     if csv is not None:
         save_tracks(tracks, csv)
     console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
@@ -144,10 +126,8 @@ def demo(
     minutes: Optional[float] = typer.Option(None, help="Training time (default: the demo's budget)."),
     steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's budget)."),
 ) -> None:
-    """Train on the bundled sample clip, track it and write checkpoint, tracks, overlay and preview."""
-    from fomm_kp import demo as demo_module
-
+    """Train on the bundled sample clip, track it, animate it and score its behaviour."""
     written = demo_module.run_demo(out, minutes=minutes, steps=steps,
                                    train_fn=train_with_progress, track_fn=track_with_progress)
     for name, path in written.items():
-        console.print(f"{name:>12}: {path}")
+        results.print(f"{name:>12}: {path}")

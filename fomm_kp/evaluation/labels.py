@@ -1,14 +1,13 @@
 """Hand-labelled body parts on individual frames: DeepLabCut ``CollectedData`` (CSV/H5) and SLEAP
 ``.slp`` label files, read into one small type for accuracy evaluation.
 
-This is not a track reader (for whole-video DeepLabCut/SLEAP tracks see :mod:`fomm_kp.interop`):
+This is not a track reader (for whole-video DeepLabCut/SLEAP tracks see :mod:`fomm_kp.tracks`):
 a labelled set is a handful of frames, each with an image (a file, or a frame index in a video)
 and the pixel coordinates of P named parts.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -17,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm_kp.tracks.dlc_h5 import read_dlc_h5
 from fomm_kp.errors import FommError
+from fomm_kp.optional import require
+from fomm_kp.tracks.dlc import read_dlc_table, row_names
+from fomm_kp.video import read_image
 
 __all__ = ["LabelledFrames", "load_labels", "read_dlc_labels", "read_slp_labels"]
 
@@ -65,8 +66,6 @@ class LabelledFrames:
 
     def load_images(self) -> np.ndarray:
         """The labelled images as uint8 ``(M, H, W, 3)`` (all must exist and share one size)."""
-        from fomm_kp.video import read_image
-
         missing = [p for p in self.image_paths if not p or not Path(p).is_file()]
         if missing:
             raise FommError(f"{len(missing)} labelled images not found, e.g. '{missing[0]}' (labels: {self.source})")
@@ -128,66 +127,24 @@ def _assemble(
     return LabelledFrames(points, tuple(part_order), images, indices, "", str(path))
 
 
-def _to_float(cell: str) -> float:
-    cell = cell.strip()
-    if not cell:
-        return float("nan")
-    try:
-        return float(cell)
-    except ValueError as exc:
-        raise FommError(f"not a number in a label file: '{cell}'") from exc
-
-
-def _read_dlc_csv(path: Path, individual: str | None) -> LabelledFrames:
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    header = {}
-    for row in rows[:5]:
-        key = next((cell for cell in row if cell.strip()), "").strip().lower()
-        if key in ("scorer", "individuals", "bodyparts", "coords"):
-            header[key] = row
-    if "bodyparts" not in header or "coords" not in header:
-        raise FommError(f"{path} is not a DeepLabCut label file (no 'bodyparts' and 'coords' header rows)")
-    coords_row = header["coords"]
-    # Index columns: before the first data column ("x"/"y"/"likelihood" in the coords row).
-    first = next(i for i, cell in enumerate(coords_row) if cell.strip() in ("x", "y", "likelihood"))
-    data = rows[len(header):]
-    names = ["/".join(cell for cell in row[:first] if cell) for row in data]
-    values = np.array([[_to_float(c) for c in row[first:]] + [np.nan] * (len(coords_row) - len(row)) for row in data], dtype=np.float64)
-    columns = _pick_columns(
-        header["bodyparts"][first:], header["individuals"][first:] if "individuals" in header else None, individual
-    )
-    parts = [header["bodyparts"][first + c] for c in columns]
-    coords = [coords_row[first + c].strip() for c in columns]
-    return _assemble(names, values[:, columns], parts, coords, path)
-
-
-def _read_dlc_h5(path: Path, individual: str | None) -> LabelledFrames:
-    table = read_dlc_h5(path)  # numbers and text only: nothing in the file is unpickled
-    levels = table.column_names
+def read_dlc_labels(path: str | os.PathLike, individual: str | None = None) -> LabelledFrames:
+    """A DeepLabCut ``CollectedData_<scorer>.csv`` or ``.h5`` (single-animal, or one ``individual``
+    of a multi-animal project), read by :func:`fomm_kp.tracks.dlc.read_dlc_table`. Image paths are
+    resolved against the file's folder and its parents (DeepLabCut stores them relative to the
+    project root)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FommError(f"label file not found: {path}")
+    table = read_dlc_table(path)  # numbers and text only: nothing in the file is unpickled
+    levels = list(table.column_names)
     if "bodyparts" not in levels or "coords" not in levels:
         raise FommError(f"{path} is not a DeepLabCut label file (column levels {levels})")
     parts = [c[levels.index("bodyparts")] for c in table.columns]
     coords = [c[levels.index("coords")] for c in table.columns]
     individuals = [c[levels.index("individuals")] for c in table.columns] if "individuals" in levels else None
     columns = _pick_columns(parts, individuals, individual)
-    names = ["/".join(str(v) for v in idx) if isinstance(idx, tuple) else str(idx) for idx in table.index]
-    values = table.values[:, columns]
-    return _assemble(names, values, [parts[c] for c in columns], [coords[c] for c in columns], path)
-
-
-def read_dlc_labels(path: str | os.PathLike, individual: str | None = None) -> LabelledFrames:
-    """A DeepLabCut ``CollectedData_<scorer>.csv`` or ``.h5`` (single-animal, or one ``individual``
-    of a multi-animal project). Image paths are resolved against the file's folder and its parents
-    (DeepLabCut stores them relative to the project root)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FommError(f"label file not found: {path}")
-    if path.suffix.lower() == ".csv":
-        return _read_dlc_csv(path, individual)
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        return _read_dlc_h5(path, individual)
-    raise FommError(f"not a DeepLabCut label file: {path} (expected .csv or .h5)")
+    return _assemble(row_names(table), table.values[:, columns], [parts[c] for c in columns],
+                     [coords[c] for c in columns], path)
 
 
 def read_slp_labels(path: str | os.PathLike, individual: str | None = None) -> LabelledFrames:
@@ -196,10 +153,7 @@ def read_slp_labels(path: str | os.PathLike, individual: str | None = None) -> L
     path = Path(path)
     if not path.is_file():
         raise FommError(f"label file not found: {path}")
-    try:
-        import sleap_io
-    except ImportError as exc:
-        raise FommError("reading SLEAP .slp labels needs sleap-io: pip install 'fomm_kp[interop]'") from exc
+    sleap_io = require("sleap_io", "reading SLEAP .slp labels")
     labels = sleap_io.load_slp(str(path), open_videos=False)
     if not labels.skeletons:
         raise FommError(f"{path} has no skeleton")

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from fomm_kp.errors import FommError
+from fomm_kp.optional import available
 
 __all__ = [
     "LandmarkDetector",
@@ -57,11 +59,6 @@ class LandmarkDetector(Protocol):
     def __call__(self, image: np.ndarray) -> np.ndarray | None: ...
 
 
-def _has_module(name: str) -> bool:
-    """Whether ``name`` is importable, without importing it."""
-    return importlib.util.find_spec(name) is not None
-
-
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -71,8 +68,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 def face_alignment_weight_paths() -> tuple[Path, Path]:
     """Where face-alignment looks for its weights: ``(<hub>/checkpoints/2DFAN4-..., <hub>/checkpoints/s3fd-...)``."""
-    import torch
-
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     return folder / FAN_WEIGHTS, folder / S3FD_WEIGHTS
 
@@ -136,7 +131,7 @@ class FaceAlignmentLandmarks:
     name = "face-alignment 2D-FAN (68 points)"
 
     def __init__(self, device: str = "cpu") -> None:
-        if not _has_module("face_alignment"):
+        if not available("face_alignment"):
             raise FommError("face-alignment is not installed: pip install face-alignment")
         fan, s3fd = face_alignment_weight_paths()
         missing = [p for p in (fan, s3fd) if not p.is_file()]
@@ -165,7 +160,7 @@ class FaceAlignmentLandmarks:
 
 
 def _face_alignment_ready() -> bool:
-    if not _has_module("face_alignment"):
+    if not available("face_alignment"):
         return False
     return all(p.is_file() for p in face_alignment_weight_paths())
 
@@ -184,7 +179,7 @@ def landmark_detector(backend: str = "auto", device: str = "cpu") -> LandmarkDet
         return DlibLandmarks()
     if _face_alignment_ready():
         return FaceAlignmentLandmarks(device)
-    if _has_module("dlib") and dlib_predictor_path() is not None:
+    if available("dlib") and dlib_predictor_path() is not None:
         fan, s3fd = face_alignment_weight_paths()
         log.info("face-alignment or its weights (%s, %s) not found: using dlib", fan, s3fd)
         return DlibLandmarks()

@@ -22,6 +22,7 @@ used here, as in training (it is switched off only when animating another video)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -31,11 +32,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from fomm_kp.animation.render import model_crops
+from fomm_kp.animation.render import cropped_frames
 from fomm_kp.errors import FommError
-from fomm_kp.runtime.model import Model, frames_to_images
 from fomm_kp.evaluation.landmarks import LandmarkDetector, landmark_detector
-from fomm_kp.video import probe, resize_frame
+from fomm_kp.images import frames_to_images, images_to_frames
+from fomm_kp.progress import Progress, batched, report
+from fomm_kp.runtime.model import Model
+from fomm_kp.video import FrameRange, probe, resize_frame
 
 __all__ = [
     "VideoReconstruction",
@@ -46,8 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
 
 # The FOMM paper's VoxCeleb numbers at 256 px (Table 3, full model): a reference point only.
 PAPER_VOXCELEB_256 = {"l1": 0.043, "akd": 1.294}
@@ -190,68 +191,70 @@ def _landmarks(detector: LandmarkDetector, image: np.ndarray, size: int) -> np.n
     return detector(resize_frame(image, size))
 
 
-@torch.no_grad()
-def _evaluate_video(
-    model: Model, video: Path, detector: LandmarkDetector | None, landmark_size: int,
-    start: int, stop: int | None, stride: int, batch_size: int, progress: Callable[[int], None] | None,
-) -> VideoReconstruction:
-    network = model.network
-    source: np.ndarray | None = None
-    source_images: torch.Tensor | None = None
+@dataclass
+class _Scores:
+    """What one video's frames gave so far: L1 per frame and, with a landmark detector, AKD and counts."""
+
+    detector: LandmarkDetector | None
+    landmark_size: int
     source_landmarks: np.ndarray | None = None
+    l1: list[float] = field(default_factory=list)
+    baseline_l1: list[float] = field(default_factory=list)
+    akd: list[float] = field(default_factory=list)
+    baseline_akd: list[float] = field(default_factory=list)
+    present: int = 0
+    missing: int = 0
+    baseline_missing: int = 0
+    no_face: int = 0
+
+    def add_landmarks(self, driving: np.ndarray, predicted: np.ndarray) -> None:
+        truth = _landmarks(self.detector, driving, self.landmark_size)
+        self.no_face += truth is None
+        distance, present, missing = keypoint_distance(truth, _landmarks(self.detector, predicted, self.landmark_size))
+        base_distance, _, base_missing = keypoint_distance(truth, self.source_landmarks)
+        self.akd.append(distance)
+        self.baseline_akd.append(base_distance)
+        self.present += present
+        self.missing += missing
+        self.baseline_missing += base_missing
+
+    def result(self, video: Path, indices: list[int]) -> VideoReconstruction:
+        with_akd = self.detector is not None
+        return VideoReconstruction(
+            video=str(video), frame_indices=np.asarray(indices, dtype=np.int64),
+            l1_per_frame=np.asarray(self.l1, dtype=np.float64),
+            baseline_l1_per_frame=np.asarray(self.baseline_l1, dtype=np.float64),
+            akd_per_frame=np.asarray(self.akd, dtype=np.float64) if with_akd else None,
+            baseline_akd_per_frame=np.asarray(self.baseline_akd, dtype=np.float64) if with_akd else None,
+            landmarks_present=self.present, landmarks_missing=self.missing,
+            baseline_landmarks_missing=self.baseline_missing, frames_without_face=self.no_face,
+        )
+
+
+@torch.no_grad()
+def _evaluate_video(model: Model, video: Path, detector: LandmarkDetector | None, landmark_size: int,
+                    frames: FrameRange, batch_size: int, advance: Callable[[int], None]) -> VideoReconstruction:
+    """Reconstruct every frame of ``video`` from its first and score each reconstruction."""
+    scores = _Scores(detector, landmark_size)
+    source_images: torch.Tensor | None = None
     indices: list[int] = []
-    l1: list[float] = []
-    baseline_l1: list[float] = []
-    akd: list[float] = []
-    baseline_akd: list[float] = []
-    counts = {"present": 0, "missing": 0, "baseline_missing": 0, "no_face": 0}
-    batch: list[np.ndarray] = []
-
-    def flush() -> None:
-        driving = frames_to_images(np.stack(batch), model.device)
-        out = network(source_images.expand(len(batch), -1, -1, -1), driving)
-        prediction = out.prediction.float().clamp(0, 1)
-        l1.extend((prediction - driving).abs().mean(dim=(1, 2, 3)).cpu().tolist())
-        baseline_l1.extend((source_images - driving).abs().mean(dim=(1, 2, 3)).cpu().tolist())
+    for batch in batched(cropped_frames(model, video, frames), batch_size):
+        crops = [crop for _, crop, _ in batch]
+        if source_images is None:
+            source_images = frames_to_images(np.array(crops[0][None]), model.device)
+            scores.source_landmarks = _landmarks(detector, crops[0], landmark_size) if detector is not None else None
+        indices += [index for index, _, _ in batch]
+        driving = frames_to_images(np.stack(crops), model.device)
+        prediction = model.network(source_images.expand(len(crops), -1, -1, -1), driving).prediction.float().clamp(0, 1)
+        scores.l1.extend((prediction - driving).abs().mean(dim=(1, 2, 3)).cpu().tolist())
+        scores.baseline_l1.extend((source_images - driving).abs().mean(dim=(1, 2, 3)).cpu().tolist())
         if detector is not None:
-            predicted = (prediction.permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-            for frame, pred in zip(batch, predicted):
-                truth = _landmarks(detector, frame, landmark_size)
-                if truth is None:
-                    counts["no_face"] += 1
-                distance, present, missing = keypoint_distance(truth, _landmarks(detector, pred, landmark_size))
-                base_distance, _, base_missing = keypoint_distance(truth, source_landmarks)
-                akd.append(distance)
-                baseline_akd.append(base_distance)
-                counts["present"] += present
-                counts["missing"] += missing
-                counts["baseline_missing"] += base_missing
-        if progress is not None:
-            progress(len(batch))
-        batch.clear()
-
-    for index, crop, _ in model_crops(model, video, start, stop, stride):
-        if source is None:
-            source = crop
-            source_images = frames_to_images(np.array(source[None]), model.device)
-            if detector is not None:
-                source_landmarks = _landmarks(detector, source, landmark_size)
-        indices.append(index)
-        batch.append(crop)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+            for crop, predicted in zip(crops, images_to_frames(prediction)):
+                scores.add_landmarks(crop, predicted)
+        advance(len(crops))
     if not indices:
-        raise FommError(f"no frames read from {video} (start={start}, stop={stop}, stride={stride})")
-    result = VideoReconstruction(
-        video=str(video), frame_indices=np.asarray(indices, dtype=np.int64),
-        l1_per_frame=np.asarray(l1, dtype=np.float64), baseline_l1_per_frame=np.asarray(baseline_l1, dtype=np.float64),
-        akd_per_frame=np.asarray(akd, dtype=np.float64) if detector is not None else None,
-        baseline_akd_per_frame=np.asarray(baseline_akd, dtype=np.float64) if detector is not None else None,
-        landmarks_present=counts["present"], landmarks_missing=counts["missing"],
-        baseline_landmarks_missing=counts["baseline_missing"], frames_without_face=counts["no_face"],
-    )
+        raise FommError(f"no frames read from {video} (start={frames.start}, stop={frames.stop}, stride={frames.stride})")
+    result = scores.result(video, indices)
     log.info("%s: %s", video, result.summary())
     return result
 
@@ -261,60 +264,44 @@ def evaluate_reconstruction(
     videos: Sequence[str | os.PathLike],
     landmarks: str | LandmarkDetector | None = None,
     landmark_size: int = 256,
-    start: int = 0,
-    stop: int | None = None,
-    stride: int = 1,
+    frames: FrameRange | None = None,
     batch_size: int = 16,
     progress: Progress | None = None,
 ) -> ReconstructionReport:
     """Reconstruct each video from its first frame (FOMM protocol) and measure L1, AKD and MKR.
 
     Args:
-        model: a :class:`~fomm_kp.inference.Model` or a checkpoint path.
+        model: a :class:`~fomm_kp.runtime.model.Model` or a checkpoint path.
         videos: held-out videos of the kind the model was trained on.
         landmarks: None (L1 only), a backend name (``auto``, ``face-alignment``, ``dlib``: see
-            :func:`fomm_kp.landmarks.landmark_detector`) or a detector object.
+            :func:`fomm_kp.evaluation.landmarks.landmark_detector`) or a detector object.
         landmark_size: frames are resized to this square size before landmark detection; AKD is
             in its pixels (256 as in the papers).
-        start, stop, stride: the frames of each video to use; the source is the first of them.
-        progress: ``progress(done, total)`` in frames over all videos.
+        frames: the frames of each video to use; the source is the first of them.
+        progress: hears in frames over all videos.
     """
     if not videos:
         raise FommError("no videos to evaluate")
     if not isinstance(model, Model):
         model = Model.load(model)
-    if stride < 1 or batch_size < 1 or landmark_size < 16:
-        raise FommError(f"bad settings: stride={stride}, batch_size={batch_size}, landmark_size={landmark_size}")
+    frames = frames or FrameRange()
+    if batch_size < 1 or landmark_size < 16:
+        raise FommError(f"bad settings: batch_size={batch_size}, landmark_size={landmark_size}")
     paths = [Path(v) for v in videos]
-    totals = []
-    for path in paths:
-        info = probe(path)
-        last = info.num_frames if stop is None else min(stop, info.num_frames)
-        totals.append(len(range(start, last, stride)))
-    total = sum(totals)
-    detector: LandmarkDetector | None
+    total = sum(len(frames.indices(probe(path).num_frames)) for path in paths)
     detector = landmark_detector(landmarks) if isinstance(landmarks, str) else landmarks
-    notes = []
-    if model.meta.get("localized") or model.meta.get("fixed_crop"):
-        notes.append("the model was trained on crops: frames were cropped like its training frames")
+    notes = [] if model.crop.whole_frames else ["the model was trained on crops: frames were cropped like its training frames"]
     done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        if progress is not None:
-            progress(done, total)
+        report(progress, done, total, "reconstructing")
 
-    results = tuple(
-        _evaluate_video(model, path, detector, landmark_size, start, stop, stride, batch_size, advance) for path in paths
-    )
-    report = ReconstructionReport(
-        videos=results, image_size=model.config.model.image_size, landmark_size=landmark_size,
-        landmarks=getattr(detector, "name", type(detector).__name__) if detector is not None else None,
-        checkpoint_step=model.step, notes=tuple(notes),
-    )
-    if detector is not None and report.mkr is None:
+    results = tuple(_evaluate_video(model, path, detector, landmark_size, frames, batch_size, advance) for path in paths)
+    name = getattr(detector, "name", type(detector).__name__) if detector is not None else None
+    report_ = ReconstructionReport(results, model.config.model.image_size, landmark_size, name, model.step, tuple(notes))
+    if detector is not None and report_.mkr is None:
         notes.append("no face landmarks were found in the driving frames: AKD is undefined")
-        report = ReconstructionReport(report.videos, report.image_size, report.landmark_size, report.landmarks,
-                                      report.checkpoint_step, tuple(notes))
-    return report
+        report_ = dataclasses.replace(report_, notes=tuple(notes))
+    return report_

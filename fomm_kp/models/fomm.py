@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from fomm_kp.config import ModelConfig
-from fomm_kp.models.dense_motion import BackgroundMotion, DenseMotionNetwork, MotionOutput
+from fomm_kp.models.dense_motion import (BackgroundMotion, DenseMotionNetwork,
+                                         MotionOutput)
 from fomm_kp.models.generator import Generator
 from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointOutput
 
@@ -35,6 +36,11 @@ class FOMM(nn.Module):
         self.dense_motion = DenseMotionNetwork(config.dense_motion, config.detector.num_keypoints, c)
         self.background = BackgroundMotion(c, width=config.dense_motion.block_expansion, size=config.dense_motion.input_size) if config.dense_motion.background_motion else None
         self.generator = Generator(config.generator, c)
+
+    def parts(self) -> dict[str, nn.Module | None]:
+        """The trained parts by the names their weights have in a checkpoint (no background: None)."""
+        return {"detector": self.detector, "dense_motion": self.dense_motion, "generator": self.generator,
+                "background": self.background}
 
     def animate(
         self, source: torch.Tensor, kp_source: KeypointOutput, kp_driving: KeypointOutput,

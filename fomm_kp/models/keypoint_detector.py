@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ from fomm_kp.config import DetectorConfig
 from fomm_kp.geometry import heatmap_statistics
 from fomm_kp.models.blocks import Hourglass
 
-__all__ = ["KeypointDetector", "KeypointOutput"]
+__all__ = ["KeypointDetector", "KeypointOutput", "KeypointNetwork"]
 
 
 class KeypointOutput(NamedTuple):
@@ -23,6 +23,27 @@ class KeypointOutput(NamedTuple):
     heatmaps: torch.Tensor  # (B, K, h, w), each sums to 1
     covariances: torch.Tensor  # (B, K, 2, 2), normalised units²
     scores: torch.Tensor  # (B, K) in [0, 1]: heatmap concentration
+
+
+class NetworkShape(Protocol):
+    """What every detector network's config says: :class:`~fomm_kp.config.DetectorConfig` (teacher) or
+    :class:`~fomm_kp.models.student.StudentConfig`."""
+
+    num_keypoints: int
+    input_size: int
+    temperature: float
+    estimate_jacobian: bool
+
+
+class KeypointNetwork(Protocol):
+    """A detector network (an ``nn.Module``): images ``(B, 3, S, S)`` in [0, 1] → :class:`KeypointOutput`
+    in normalised crop coordinates, ``S = config.input_size``. The teacher's :class:`KeypointDetector`
+    and the distilled :class:`~fomm_kp.models.student.StudentDetector` are used interchangeably through it
+    (export, the PyTorch backend, distillation)."""
+
+    config: NetworkShape
+
+    def __call__(self, images: torch.Tensor) -> KeypointOutput: ...
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from fomm_kp.config import DetectorConfig
 from fomm_kp.errors import FommError
@@ -267,8 +268,6 @@ def count_flops(module: nn.Module, input_size: int, channels: int = 3) -> int:
     """FLOPs (2 × multiply-accumulates of convolutions and matrix products, as counted by
     ``torch.utils.flop_counter``) of one forward pass on one ``input_size²`` image. Element-wise
     operations are not counted."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     parameter = next(module.parameters())
     images = torch.rand(1, channels, input_size, input_size, device=parameter.device)
     was_training = module.training

@@ -1,25 +1,25 @@
-"""The ``Tracks`` type every downstream part consumes, and its file formats.
+"""The ``Tracks`` type every downstream part consumes.
 
 Coordinates are pixels of the ORIGINAL video frame: origin at the top-left pixel, x right, y down;
 NaN where a keypoint is missing. Shapes: T frames, N subjects, K keypoints.
-
-Formats: ``.npz`` (lossless round trip, no pickles) and DeepLabCut-style CSV with likelihood.
 """
 
 from __future__ import annotations
 
-import csv
+import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
 
-__all__ = ["Tracks", "load_tracks", "save_tracks"]
+__all__ = ["Tracks", "DEFAULT_FPS", "resolve_fps"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,91 +110,14 @@ class Tracks:
         )
 
 
-def _save_npz(tracks: Tracks, path: Path) -> None:
-    arrays = {
-        "keypoints": tracks.keypoints,
-        "scores": tracks.scores,
-        "frame_indices": tracks.frame_indices,
-        "fps": np.float64(tracks.fps),
-        "video": np.str_(tracks.video),
-        "keypoint_names": np.array(tracks.keypoint_names, dtype=np.str_),
-        "subject_names": np.array(tracks.subject_names, dtype=np.str_),
-    }
-    if tracks.jacobians is not None:
-        arrays["jacobians"] = tracks.jacobians
-    if tracks.covariances is not None:
-        arrays["covariances"] = tracks.covariances
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-
-
-def _load_npz(path: Path) -> Tracks:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return Tracks(
-                keypoints=data["keypoints"],
-                scores=data["scores"],
-                frame_indices=data["frame_indices"],
-                fps=float(data["fps"]),
-                jacobians=data["jacobians"] if "jacobians" in data else None,
-                covariances=data["covariances"] if "covariances" in data else None,
-                video=str(data["video"]),
-                keypoint_names=tuple(str(s) for s in data["keypoint_names"]),
-                subject_names=tuple(str(s) for s in data["subject_names"]),
-            )
-    except (KeyError, ValueError, OSError) as exc:
-        raise FommError(f"{path} is not a fomm_kp tracks file: {exc}") from exc
-
-
-def _save_dlc_csv(tracks: Tracks, path: Path, scorer: str = "fomm_kp") -> None:
-    """DeepLabCut layout: header rows scorer/(individuals)/bodyparts/coords, one row per frame."""
-    multi = tracks.num_subjects > 1
-    columns = [(s, kp, c) for s in tracks.subject_names for kp in tracks.keypoint_names for c in ("x", "y", "likelihood")]
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["scorer"] + [scorer] * len(columns))
-        if multi:
-            writer.writerow(["individuals"] + [c[0] for c in columns])
-        writer.writerow(["bodyparts"] + [c[1] for c in columns])
-        writer.writerow(["coords"] + [c[2] for c in columns])
-        for t in range(tracks.num_frames):
-            row: list[str] = [str(int(tracks.frame_indices[t]))]
-            for n in range(tracks.num_subjects):
-                for k in range(tracks.num_keypoints):
-                    x, y = tracks.keypoints[t, n, k]
-                    s = tracks.scores[t, n, k]
-                    row += ["" if np.isnan(x) else f"{x:.3f}", "" if np.isnan(y) else f"{y:.3f}", f"{s:.4f}"]
-            writer.writerow(row)
-
-
-def save_tracks(tracks: Tracks, path: str | os.PathLike) -> Path:
-    """Write tracks by extension: ``.npz`` (lossless) or ``.csv`` (DeepLabCut layout with likelihood).
-
-    ``.slp`` and ``.nwb`` are handled by :mod:`fomm_kp.interop` when sleap-io is installed.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return atomic_write(path, lambda tmp: _save_npz(tracks, tmp))
-    if suffix == ".csv":
-        return atomic_write(path, lambda tmp: _save_dlc_csv(tracks, tmp))
-    if suffix in (".slp", ".nwb"):
-        from fomm_kp.tracks import formats as interop
-
-        return interop.save(tracks, path)
-    raise FommError(f"cannot write tracks as '{suffix}' ({path}): use .npz, .csv, .slp or .nwb")
-
-
-def load_tracks(path: str | os.PathLike) -> Tracks:
-    """Read tracks by extension: our ``.npz``; DeepLabCut ``.csv``/``.h5`` and SLEAP ``.slp`` via interop."""
-    path = Path(path)
-    if not path.is_file():
-        raise FommError(f"tracks file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return _load_npz(path)
-    if suffix in (".csv", ".h5", ".slp", ".nwb"):
-        from fomm_kp.tracks import formats as interop
-
-        return interop.load(path)
-    raise FommError(f"cannot read tracks from '{suffix}' ({path}): use .npz, DeepLabCut .csv/.h5 or SLEAP .slp")
+def resolve_fps(fps: float | None, path: os.PathLike | str, stored: float | None = None) -> float:
+    """The frame rate of tracks read from ``path``: ``fps`` when given, else the file's own
+    (``stored``), else :data:`DEFAULT_FPS` with a logged warning."""
+    if fps is not None:
+        if not np.isfinite(fps) or fps <= 0:
+            raise FommError(f"fps must be a positive number, got {fps}")
+        return float(fps)
+    if stored is not None and np.isfinite(stored) and stored > 0:
+        return float(stored)
+    log.warning("%s does not state a frame rate; assuming %.1f fps (pass fps= to set it)", path, DEFAULT_FPS)
+    return DEFAULT_FPS

@@ -51,6 +51,40 @@ def _pop_to_mark(stack: list) -> list:
     raise ValueError("no MARK on the stack")
 
 
+_EMPTY = {"EMPTY_LIST": list, "EMPTY_TUPLE": tuple, "EMPTY_DICT": dict}
+
+
+def _build(name: str, stack: list) -> bool:
+    """Apply a container opcode to the stack; False when ``name`` is not one."""
+    if name == "LIST":
+        stack.append(_pop_to_mark(stack))
+    elif name == "TUPLE":
+        stack.append(tuple(_pop_to_mark(stack)))
+    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+        n = int(name[-1])
+        items = tuple(stack[-n:])
+        del stack[-n:]
+        stack.append(items)
+    elif name == "DICT":
+        items = _pop_to_mark(stack)
+        stack.append(dict(zip(items[::2], items[1::2])))
+    elif name == "APPEND":
+        value = stack.pop()
+        _container(stack, list).append(value)
+    elif name == "APPENDS":
+        items = _pop_to_mark(stack)
+        _container(stack, list).extend(items)
+    elif name == "SETITEM":
+        value, key = stack.pop(), stack.pop()
+        _container(stack, dict)[key] = value
+    elif name == "SETITEMS":
+        items = _pop_to_mark(stack)
+        _container(stack, dict).update(zip(items[::2], items[1::2]))
+    else:
+        return False
+    return True
+
+
 def literal_pickle(data: bytes) -> Any:
     """Decode a pickle that holds only literals and containers, without unpickling it.
 
@@ -72,36 +106,8 @@ def literal_pickle(data: bytes) -> Any:
             stack.append(_CONSTANTS[name])
         elif name == "MARK":
             stack.append(_Mark)
-        elif name == "EMPTY_LIST":
-            stack.append([])
-        elif name == "EMPTY_TUPLE":
-            stack.append(())
-        elif name == "EMPTY_DICT":
-            stack.append({})
-        elif name == "LIST":
-            stack.append(_pop_to_mark(stack))
-        elif name == "TUPLE":
-            stack.append(tuple(_pop_to_mark(stack)))
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(name[-1])
-            items = tuple(stack[-n:])
-            del stack[-n:]
-            stack.append(items)
-        elif name == "DICT":
-            items = _pop_to_mark(stack)
-            stack.append(dict(zip(items[::2], items[1::2])))
-        elif name == "APPEND":
-            value = stack.pop()
-            _container(stack, list).append(value)
-        elif name == "APPENDS":
-            items = _pop_to_mark(stack)
-            _container(stack, list).extend(items)
-        elif name == "SETITEM":
-            value, key = stack.pop(), stack.pop()
-            _container(stack, dict)[key] = value
-        elif name == "SETITEMS":
-            items = _pop_to_mark(stack)
-            _container(stack, dict).update(zip(items[::2], items[1::2]))
+        elif name in _EMPTY:
+            stack.append(_EMPTY[name]())
         elif name in _MEMO_PUT:
             memo[arg] = stack[-1]
         elif name == "MEMOIZE":
@@ -112,7 +118,7 @@ def literal_pickle(data: bytes) -> Any:
             stack.pop()
         elif name == "DUP":
             stack.append(stack[-1])
-        else:
+        elif not _build(name, stack):
             raise ValueError(f"pickle opcode {name} is not plain data")
     raise ValueError("pickle has no STOP")
 

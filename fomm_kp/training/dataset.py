@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from fomm_kp.errors import FommError
-from fomm_kp.video import iter_frames, probe
+from fomm_kp.localize.crop_rule import SubjectCrops
+from fomm_kp.video import crop_frame, iter_frames, probe, resize_frame
 
 __all__ = ["TrainingFrames", "load_training_frames", "FramePairs"]
 
@@ -34,24 +34,20 @@ class TrainingFrames:
     video: str
 
 
-def load_training_frames(
-    video: str | os.PathLike, size: int, max_frames: int,
-    boxes: np.ndarray | None = None, box_frame_indices: Sequence[int] | None = None,
-) -> TrainingFrames:
+def load_training_frames(video: str | os.PathLike, size: int, max_frames: int,
+                         crops: SubjectCrops | None = None) -> TrainingFrames:
     """Read up to ``max_frames`` evenly strided frames, crop each to its box (or the whole frame), resize to ``size``.
 
-    ``boxes`` ``(T, 4)`` gives per-frame crop boxes ``x0, y0, x1, y1`` for the frames in ``box_frame_indices``
-    (``(T, 5)``: with the angle each crop is turned by; :func:`fomm_kp.video.crop_frame`).
+    ``crops`` gives per-frame crop boxes (:mod:`fomm_kp.localize.crop_rule`); frames without a box
+    are skipped. None: whole frames.
     """
     info = probe(video)
     if info.num_frames < 2:
         raise FommError(f"{video} has {info.num_frames} frame(s): training needs at least 2")
     stride = max(1, int(np.ceil(info.num_frames / max_frames)))
     lookup = None
-    if boxes is not None:
-        if box_frame_indices is None or len(box_frame_indices) != len(boxes):
-            raise FommError("boxes and box_frame_indices must have the same length")
-        lookup = {int(f): np.asarray(b, dtype=np.float64) for f, b in zip(box_frame_indices, boxes)}
+    if crops is not None:
+        lookup = {int(f): np.asarray(b, dtype=np.float64) for f, b in zip(crops.frame_indices, crops.boxes)}
     whole = np.array([0, 0, info.width, info.height], dtype=np.float64)
     frames, indices, used = [], [], []
     if lookup is None:
@@ -60,8 +56,6 @@ def load_training_frames(
             indices.append(index)
             used.append(whole)
     else:
-        from fomm_kp.video import crop_frame, resize_frame
-
         for index, frame in iter_frames(video, stride=stride):
             box = lookup.get(index)
             if box is None:

@@ -1,5 +1,6 @@
 """Self-supervised losses: weight-free reconstruction pyramid (L1 + SSIM, motion-weighted),
-optional VGG-19 perceptual loss from local weights, and keypoint/jacobian equivariance."""
+optional VGG-19 perceptual loss from local weights, keypoint/jacobian equivariance, a separation
+prior and the background prior; :func:`objective` is the weighted sum a training step minimises."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fomm_kp.config import Config
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import RandomWarp, inverse_2x2
+from fomm_kp.models.fomm import FOMM, Reconstruction
 from fomm_kp.models.keypoint_detector import KeypointOutput
 
 __all__ = [
     "ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "rotation_equivariance_loss",
-    "separation_loss", "VGG19Perceptual",
+    "separation_loss", "VGG19Perceptual", "objective",
 ]
 
 
@@ -172,3 +175,35 @@ class VGG19Perceptual(nn.Module):
             if i in _VGG19_TAPS:
                 total = total + (x - y.detach()).abs().mean()
         return total
+
+
+def objective(
+    network: FOMM, out: Reconstruction, source: torch.Tensor, driving: torch.Tensor, config: Config,
+    generator: torch.Generator | None = None, perceptual: VGG19Perceptual | None = None,
+) -> dict[str, torch.Tensor]:
+    """The weighted loss terms of one training step, by name (their sum is minimised).
+
+    ``out`` is ``network(source, driving)``; ``generator`` draws the equivariance warps; ``perceptual``
+    is given when ``config.loss.perceptual > 0``.
+    """
+    loss = config.loss
+    weights = motion_weights(source, driving, loss.motion_weight)
+    prediction = out.prediction.float()
+    terms = {"reconstruction": reconstruction_loss(prediction, driving, weights, loss.scales, loss.l1, loss.ssim)}
+    if perceptual is not None:
+        terms["perceptual"] = loss.perceptual * perceptual(prediction, driving)
+    if loss.equivariance_value > 0 or loss.equivariance_jacobian > 0:
+        value, jacobian = equivariance_losses(network.detector, driving, out.kp_driving, generator)
+        terms["equivariance"] = loss.equivariance_value * value
+        if config.model.detector.estimate_jacobian:
+            terms["equivariance_jacobian"] = loss.equivariance_jacobian * jacobian
+    if config.data.any_orientation == "on" and loss.rotation_equivariance > 0:
+        terms["rotation_equivariance"] = loss.rotation_equivariance * rotation_equivariance_loss(
+            network.detector, driving, out.kp_driving.keypoints, generator)
+    if loss.separation > 0:
+        points = torch.cat([out.kp_source.keypoints, out.kp_driving.keypoints]).float()
+        terms["separation"] = loss.separation * separation_loss(points, loss.separation_sigma)
+    if out.background is not None and loss.background_prior > 0:
+        eye = torch.eye(2, 3, device=source.device)
+        terms["background"] = loss.background_prior * (out.background - eye).abs().mean()
+    return terms

@@ -1,0 +1,139 @@
+"""Where a model looks, and maps between its crops and the frame.
+
+:class:`CropSettings` is the typed record of a trained model's crops (a fixed box, boxes that follow
+a localised subject, or whole frames; turned to the subject's heading or not). It is saved in every
+checkpoint (and exported ONNX file) as plain metadata and read once when a model is loaded; tracking,
+distillation, animation and evaluation all crop through it (:func:`fomm_kp.localize.crop_rule.model_boxes`).
+
+Boxes are ``(x0, y0, x1, y1)`` in frame pixels, or ``(B, 5)`` with the angle a crop was turned by
+(:func:`fomm_kp.video.crop_frame`). :func:`box_maps` is the one crop → frame map: keypoints,
+jacobians and covariances found in a crop all go back to the frame through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from fomm_kp.errors import FommError
+
+__all__ = ["CropSettings", "check_box", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """Where a trained model looks in each frame.
+
+    Attributes:
+        localized: crops follow the subject (:mod:`fomm_kp.localize`), with square boxes of side
+            ``box_side``.
+        fixed_crop: one box ``(x0, y0, x1, y1)`` for every frame, or None.
+        box_side: median side of the training crops in pixels (the localised box side).
+        aligned: crops are turned to the subject's heading (a fifth box value).
+    Neither localised nor a fixed crop: the model sees whole frames.
+    """
+
+    localized: bool = False
+    fixed_crop: tuple[float, float, float, float] | None = None
+    box_side: float = 0.0
+    aligned: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fixed_crop is not None:
+            object.__setattr__(self, "fixed_crop", check_box(self.fixed_crop))
+
+    @property
+    def whole_frames(self) -> bool:
+        return not self.localized and self.fixed_crop is None
+
+    def to_meta(self) -> dict[str, Any]:
+        """The checkpoint metadata keys that hold these settings (plain data)."""
+        return {
+            "localized": bool(self.localized),
+            "fixed_crop": [float(v) for v in self.fixed_crop] if self.fixed_crop is not None else [],
+            "box_side": float(self.box_side),
+            "aligned": bool(self.aligned),
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> "CropSettings":
+        """Read the settings from checkpoint or ONNX metadata (any fomm_kp version; absent keys: whole frames)."""
+        crop = meta.get("fixed_crop") or None
+        return cls(localized=bool(meta.get("localized", False)), fixed_crop=None if crop is None else tuple(crop),
+                   box_side=float(meta.get("box_side", 0.0)), aligned=bool(meta.get("aligned", False)))
+
+
+def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """A crop box ``x0, y0, x1, y1`` with ``x1 > x0`` and ``y1 > y0``, all finite; one error line otherwise."""
+    values = np.asarray(box, dtype=np.float64)
+    if values.shape != (4,) or not np.isfinite(values).all() or values[2] <= values[0] or values[3] <= values[1]:
+        raise FommError(f"crop must be x0,y0,x1,y1 with x1 > x0 and y1 > y0, got {list(box)}")
+    return tuple(float(v) for v in values)
+
+
+def box_maps(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where crops cut with ``boxes`` ``(B, 4)`` (or ``(B, 5)``, turned by the fifth value: see
+    :func:`fomm_kp.video.crop_frame`) sit in the frame: the centre ``(B, 2)`` in frame pixels and the
+    linear map ``(B, 2, 2)`` = R(angle) · diag(width / 2, height / 2) from normalised crop
+    coordinates (−1 … 1 across the crop) to frame-pixel offsets from that centre."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] not in (4, 5):
+        raise FommError(f"boxes must have shape (B, 4) or (B, 5), got {boxes.shape}")
+    half = (boxes[:, 2:4] - boxes[:, 0:2]) / 2.0
+    centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2.0 - 0.5  # pixel-centre convention
+    angle = boxes[:, 4] if boxes.shape[1] == 5 else np.zeros(len(boxes))
+    cos, sin = np.cos(angle), np.sin(angle)
+    linear = np.stack([np.stack([cos * half[:, 0], -sin * half[:, 1]], axis=-1),
+                       np.stack([sin * half[:, 0], cos * half[:, 1]], axis=-1)], axis=-2)
+    return centre, linear
+
+
+def _crop_geometry(points: np.ndarray, boxes: np.ndarray, crop_size: int | None):
+    """Checked points ``(B, ..., 2)``, and per point the box centre, linear map (:func:`box_maps`)
+    and crop side in crop pixels, broadcast to the points' shape."""
+    points = np.asarray(points, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if points.shape[-1] != 2 or boxes.ndim != 2 or boxes.shape[-1] not in (4, 5) or points.shape[0] != boxes.shape[0]:
+        raise FommError(f"points (B, ..., 2) and boxes (B, 4 or 5) disagree: {points.shape} vs {boxes.shape}")
+    centre, linear = box_maps(boxes)
+    extra = (1,) * (points.ndim - 2)
+    size = boxes[:, 2:4] - boxes[:, 0:2] if crop_size is None else np.full((len(boxes), 2), float(crop_size))
+    shape = (len(boxes),) + extra
+    return points, centre.reshape(shape + (2,)), linear.reshape(shape + (2, 2)), size.reshape(shape + (2,))
+
+
+def crop_to_frame(points: np.ndarray, boxes: np.ndarray, crop_size: int | None = None) -> np.ndarray:
+    """Map points from crop pixels to frame pixels.
+
+    Args:
+        points: ``(B, ..., 2)`` x, y in pixels of the crop, resized to ``crop_size`` × ``crop_size``
+            (``None``: not resized), pixel-centre convention.
+        boxes: ``(B, 4)`` the crop boxes ``x0, y0, x1, y1``, or ``(B, 5)`` with the angle each crop
+            was turned by (radians; see :func:`fomm_kp.video.crop_frame`).
+    Returns float32 ``(B, ..., 2)`` in frame pixels; NaN stays NaN.
+    """
+    points, centre, linear, size = _crop_geometry(points, boxes, crop_size)
+    normalised = (points + 0.5) * 2.0 / size - 1.0
+    return (centre + np.einsum("...ij,...j->...i", linear, normalised)).astype(np.float32)
+
+
+def frame_to_crop(points: np.ndarray, boxes: np.ndarray, crop_size: int | None = None) -> np.ndarray:
+    """Inverse of :func:`crop_to_frame`: frame pixels → pixels of the (resized) crop."""
+    points, centre, linear, size = _crop_geometry(points, boxes, crop_size)
+    normalised = np.einsum("...ij,...j->...i", np.linalg.inv(linear), points - centre)
+    return ((normalised + 1.0) * size / 2.0 - 0.5).astype(np.float32)
+
+
+def mask_not_found(keypoints: np.ndarray, scores: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``(T, ..., K, 2)`` → NaN and scores ``(T, ..., K)`` → 0 in frames where the subject
+    was not found (``found`` bool ``(T,)``). Returns new arrays."""
+    keypoints = np.array(keypoints, dtype=np.float32, copy=True)
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    found = np.asarray(found, dtype=bool)
+    if found.shape != (keypoints.shape[0],) or scores.shape[0] != keypoints.shape[0]:
+        raise FommError(f"mask_not_found: found {found.shape} vs keypoints {keypoints.shape}, scores {scores.shape}")
+    keypoints[~found] = np.nan
+    scores[~found] = 0.0
+    return keypoints, scores

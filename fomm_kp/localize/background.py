@@ -1,0 +1,114 @@
+"""The empty scene: a median background of frames reduced by an integer block-mean factor.
+
+All localisation works on frames reduced so that their longer side is about
+``LocalizeConfig.work_size`` pixels, streaming, so memory stays constant on long videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from fomm_kp.config import LocalizeConfig
+from fomm_kp.errors import FommError
+from fomm_kp.video import iter_frames, probe
+
+__all__ = ["Background", "work_factor", "reduce_frame", "background_from_frames", "sample_reduced", "estimate_background"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Background:
+    """A median background at work resolution.
+
+    Attributes:
+        image: float32 ``(h, w, 3)``, the frame reduced by ``factor`` (block means), 0–255.
+        factor: integer reduction factor; work pixel ``(i, j)`` covers frame pixels
+            ``[i*factor, (i+1)*factor)`` × ``[j*factor, (j+1)*factor)``.
+        frame_width, frame_height: size of the original frames.
+        samples: float32 ``(n, h, w, 3)`` the reduced frames the median was taken over, when it
+            came from a video (lets :func:`decide` judge them without reading the video again).
+        source: the video or folder it was estimated from ("" for frames given in memory).
+    """
+
+    image: np.ndarray
+    factor: int
+    frame_width: int
+    frame_height: int
+    samples: np.ndarray | None = None
+    source: str = ""
+
+
+def work_factor(width: int, height: int, config: LocalizeConfig) -> int:
+    """Integer block-mean factor that brings the longer side near ``config.work_size``."""
+    return max(1, int(round(max(width, height) / config.work_size)))
+
+
+def reduce_frame(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Block-mean reduction of a uint8 ``(H, W, 3)`` frame → float32 ``(H//factor, W//factor, 3)``.
+
+    Rows and columns beyond a multiple of ``factor`` are dropped (at most ``factor - 1`` pixels).
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise FommError(f"expected a frame of shape (H, W, 3), got {frame.shape}")
+    if factor == 1:
+        return frame.astype(np.float32)
+    h, w = frame.shape[0] // factor, frame.shape[1] // factor
+    if h < 1 or w < 1:
+        raise FommError(f"frame {frame.shape[:2]} is smaller than the reduction factor {factor}")
+    total = np.zeros((h, w, 3), dtype=np.uint32 if factor > 16 else np.uint16)
+    for dy in range(factor):  # strided sums: far faster than a mean over a reshaped view
+        for dx in range(factor):
+            total += frame[dy : h * factor : factor, dx : w * factor : factor]
+    return total.astype(np.float32) * np.float32(1.0 / (factor * factor))
+
+
+def background_from_frames(frames: np.ndarray | Sequence[np.ndarray], config: LocalizeConfig = LocalizeConfig()) -> Background:
+    """Median background of uint8 frames ``(T, H, W, 3)`` (all of them; sample beforehand)."""
+    frames_list = list(frames)
+    if len(frames_list) == 0:
+        raise FommError("cannot estimate a background from zero frames")
+    height, width = frames_list[0].shape[:2]
+    factor = work_factor(width, height, config)
+    reduced = np.stack([reduce_frame(f, factor) for f in frames_list])
+    if len(frames_list) < 3:
+        log.warning("background from only %d frames: a subject that moves little will be part of it", len(frames_list))
+    return Background(np.median(reduced, axis=0).astype(np.float32), factor, width, height)
+
+
+def _sample_stride(num_frames: int, num_samples: int) -> int:
+    return max(1, num_frames // num_samples)
+
+
+def sample_reduced(path: str | os.PathLike, config: LocalizeConfig, num_samples: int) -> tuple[list[np.ndarray], int, int, int]:
+    """Up to ``num_samples`` frames spread evenly over a video, reduced: (frames, factor, width, height)."""
+    info = probe(path)
+    factor = work_factor(info.width, info.height, config)
+    stride = _sample_stride(info.num_frames, num_samples)
+    reduced = [reduce_frame(frame, factor) for _, frame in iter_frames(path, stride=stride)]
+    if not reduced:
+        raise FommError(f"no frames read from {path} for the background")
+    keep = np.unique(np.round(np.linspace(0, len(reduced) - 1, min(num_samples, len(reduced)))).astype(int))
+    return [reduced[i] for i in keep], factor, info.width, info.height
+
+
+def estimate_background(
+    path: str | os.PathLike, config: LocalizeConfig = LocalizeConfig(), num_samples: int | None = None
+) -> Background:
+    """Median of ``num_samples`` (default ``config.background_samples``) frames spread evenly over a
+    video or image folder.
+
+    A subject that rests in one place for more than half the sampled frames becomes part of the
+    background and is then not found there; spread the samples over a long enough stretch.
+    """
+    num_samples = config.background_samples if num_samples is None else num_samples
+    samples, factor, width, height = sample_reduced(path, config, num_samples)
+    log.info("background of %s: median of %d frames, reduced by %d", path, len(samples), factor)
+    stacked = np.stack(samples)
+    return Background(np.median(stacked, axis=0).astype(np.float32), factor, width, height, stacked, str(path))

@@ -1,0 +1,110 @@
+"""The crop rule: which box of each frame a model learns from and looks at.
+
+Training (:func:`training_crops`) decides from the config: a fixed ``crop`` box, or, with
+``data.localize`` ``on`` (always) or ``auto`` (when the subject is small in the frame), square boxes
+that follow the subject; with ``data.align`` the boxes turn each crop to the subject's heading.
+A trained model then looks again as its :class:`~fomm_kp.crops.CropSettings` say (:func:`model_crops`
+for a video, :func:`image_crops` for independent labelled images): tracking, distillation,
+animation and evaluation all crop through these two functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from fomm_kp.config import DataConfig
+from fomm_kp.crops import CropSettings, check_box
+from fomm_kp.localize.background import Background, estimate_background
+from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
+from fomm_kp.localize.decisions import decide, should_align
+from fomm_kp.video import probe
+
+__all__ = ["SubjectCrops", "subject_crops", "training_crops", "model_crops", "image_crops"]
+
+log = logging.getLogger(__name__)
+
+
+class SubjectCrops(NamedTuple):
+    """Crop boxes of the frames of a video: ``frame_indices`` ``(T,)``, ``boxes`` float64 ``(T, 4)``
+    (``(T, 5)`` when turned to the heading) and ``found`` bool ``(T,)`` (the subject was seen there;
+    elsewhere the box is interpolated)."""
+
+    frame_indices: np.ndarray
+    boxes: np.ndarray
+    found: np.ndarray
+
+    def box_of(self) -> dict[int, np.ndarray | None]:
+        """Frame index → box, None where the subject was not found."""
+        return {int(i): (b if f else None) for i, b, f in zip(self.frame_indices, self.boxes, self.found)}
+
+    def where_found(self) -> "SubjectCrops":
+        return SubjectCrops(*(a[self.found] for a in self))
+
+
+def subject_crops(
+    video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None, side: int | None = None,
+    align: bool | None = None,
+) -> SubjectCrops | None:
+    """Per-frame crop boxes of ``video``, or None for whole frames.
+
+    A fixed ``crop`` box applies to every frame. Otherwise ``data.localize`` decides: ``on`` always
+    follows the subject, ``auto`` only when it is small in the frame, ``off`` never. ``side`` fixes
+    the box side (a trained model's). Boxes have a fifth column, the angle that turns each crop to
+    the subject's heading, when ``align`` (None: as ``data.align`` decides).
+    """
+    info = probe(video)
+    if crop is not None:
+        box = np.asarray(check_box(crop), dtype=np.float64)
+        return SubjectCrops(np.arange(info.num_frames), np.tile(box, (info.num_frames, 1)), np.ones(info.num_frames, bool))
+    if data.localize == "off":
+        return None
+    settings = data.localize_config()
+    background = estimate_background(video, settings)
+    if data.localize == "auto" and not decide(video, settings, background).use:
+        return None
+    located = boxes_for_video(video, settings, background=background, side=side)
+    if align is None:
+        align = should_align(located, data.align, settings)
+        log.info("crops turned to the subject's heading: %s (align %s, elongation %.2f)",
+                 "yes" if align else "no", data.align, located.elongation)
+    return SubjectCrops(located.frame_indices, located.crop_boxes(align).astype(np.float64), located.found)
+
+
+def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None,
+                   ) -> tuple[SubjectCrops | None, CropSettings]:
+    """The crops to train on (frames where the subject was found), and the settings a model trained
+    on them keeps (the median box side of the crops used is filled in by the caller's data)."""
+    located = subject_crops(video, data, crop)
+    settings = CropSettings(localized=located is not None and crop is None,
+                            fixed_crop=None if crop is None else check_box(crop),
+                            aligned=located is not None and located.boxes.shape[1] == 5)
+    return (None if located is None else located.where_found()), settings
+
+
+def model_crops(video: str | os.PathLike, crop: CropSettings, data: DataConfig, localize: str | None = None,
+                ) -> SubjectCrops | None:
+    """The boxes a trained model looks at in the frames of ``video``: its fixed crop, or boxes that
+    follow the subject with its box side and heading rule, or None (whole frames). ``localize``
+    (``on``/``off``/``auto``) overrides the model's own choice."""
+    localize = localize or ("on" if crop.localized else "off")
+    side = int(round(crop.box_side)) if crop.localized and localize != "auto" else None
+    aligned = crop.aligned and crop.fixed_crop is None
+    return subject_crops(video, dataclasses.replace(data, localize=localize), crop.fixed_crop, side, aligned)
+
+
+def image_crops(frames: Iterable[np.ndarray] | np.ndarray, crop: CropSettings, data: DataConfig,
+                background: Background) -> tuple[np.ndarray, np.ndarray] | None:
+    """The boxes ``(M, 4 or 5)`` and found flags ``(M,)`` a trained model looks at in independent
+    images (labelled frames), each localised on its own against ``background``; None for whole frames."""
+    frames = np.asarray(frames)
+    if crop.fixed_crop is not None:
+        return np.tile(np.asarray(crop.fixed_crop, dtype=np.float64), (len(frames), 1)), np.ones(len(frames), bool)
+    if not crop.localized:
+        return None
+    located = boxes_for_frames(frames, background, data.localize_config(), side=int(round(crop.box_side)))
+    return located.crop_boxes(crop.aligned).astype(np.float64), located.found

@@ -1,0 +1,54 @@
+"""Tracks as ``.npz``: a lossless round trip of every field, arrays and text only (no pickles)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fomm_kp.errors import FommError
+from fomm_kp.files import atomic_write
+from fomm_kp.tracks.core import Tracks
+
+__all__ = ["save_npz", "load_npz"]
+
+
+def _write_npz(tracks: Tracks, path: Path) -> None:
+    arrays = {
+        "keypoints": tracks.keypoints,
+        "scores": tracks.scores,
+        "frame_indices": tracks.frame_indices,
+        "fps": np.float64(tracks.fps),
+        "video": np.str_(tracks.video),
+        "keypoint_names": np.array(tracks.keypoint_names, dtype=np.str_),
+        "subject_names": np.array(tracks.subject_names, dtype=np.str_),
+    }
+    if tracks.jacobians is not None:
+        arrays["jacobians"] = tracks.jacobians
+    if tracks.covariances is not None:
+        arrays["covariances"] = tracks.covariances
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_npz(path: str | os.PathLike) -> Tracks:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return Tracks(
+                keypoints=data["keypoints"],
+                scores=data["scores"],
+                frame_indices=data["frame_indices"],
+                fps=float(data["fps"]),
+                jacobians=data["jacobians"] if "jacobians" in data else None,
+                covariances=data["covariances"] if "covariances" in data else None,
+                video=str(data["video"]),
+                keypoint_names=tuple(str(s) for s in data["keypoint_names"]),
+                subject_names=tuple(str(s) for s in data["subject_names"]),
+            )
+    except (KeyError, ValueError, OSError) as exc:
+        raise FommError(f"{path} is not a fomm_kp tracks file: {exc}") from exc
+
+
+def save_npz(tracks: Tracks, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: _write_npz(tracks, tmp))
