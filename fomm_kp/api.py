@@ -1,4 +1,4 @@
-"""The spine's Python API: ``train`` a detector on one clip, ``load_model``, ``track`` a video.
+"""The public verbs of the main job: ``train`` a detector on one clip, ``load_model``, ``track`` a video.
 
     model = fomm_kp.train("mouse.mp4", "runs/mouse", minutes=10)
     tracks = fomm_kp.track("mouse.mp4", model, overlay="overlay.mp4")
@@ -27,8 +27,7 @@ from fomm_kp.localize.crop_rule import training_crops
 from fomm_kp.models import FOMM
 from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model, choose_device, load_model, track
-from fomm_kp.training.dataset import (FramePairs, TrainingFrames,
-                                      load_training_frames)
+from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
 from fomm_kp.training.trainer import Trainer
 
 __all__ = ["train", "load_model", "track", "EXISTING"]

@@ -18,9 +18,21 @@ from typing import Any, Literal
 import yaml
 
 from fomm_kp.errors import FommError
-from fomm_kp.settings import (FRACTION, SEED, InvalidSetting, check, each,
-                              flag, from_data, integer, number, one_of, refuse,
-                              text, to_data)
+from fomm_kp.settings import (
+    FRACTION,
+    SEED,
+    InvalidSetting,
+    check,
+    each,
+    flag,
+    from_data,
+    integer,
+    number,
+    one_of,
+    refuse,
+    text,
+    to_data,
+)
 
 __all__ = [
     "DetectorConfig",

@@ -3,7 +3,7 @@
 :class:`CropSettings` is the typed record of a trained model's crops (a fixed box, boxes that follow
 a localised subject, or whole frames; turned to the subject's heading or not). It is saved in every
 checkpoint (and exported ONNX file) as plain metadata and read once when a model is loaded; tracking,
-distillation, animation and evaluation all crop through it (:func:`fomm_kp.localize.crop_rule.model_boxes`).
+distillation, animation and evaluation all crop through it (:mod:`fomm_kp.localize.crop_rule`).
 
 Boxes are ``(x0, y0, x1, y1)`` in frame pixels, or ``(B, 5)`` with the angle a crop was turned by
 (:func:`fomm_kp.video.crop_frame`). :func:`box_maps` is the one crop → frame map: keypoints,

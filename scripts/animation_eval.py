@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_kp.animation.render import PanelOptions, TransferOptions, animate
-from fomm_kp.evaluation.reconstruction import (PAPER_VOXCELEB_256,
-                                               evaluate_reconstruction)
+from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
 from fomm_kp.runtime import Model
 from fomm_kp.video import FrameRange, read_frames
 

@@ -43,8 +43,7 @@ import torch
 from fomm_kp.config import builtin_config
 from fomm_kp.crops import CropSettings
 from fomm_kp.models import KeypointDetector
-from fomm_kp.models.student import (StudentDetector, count_flops,
-                                    count_parameters, student_config_for)
+from fomm_kp.models.student import StudentDetector, count_flops, count_parameters, student_config_for
 from fomm_kp.runtime.networks import LoadedDetector, load_detector
 from fomm_kp.runtime.onnx_graph import export_onnx, onnx_session
 from fomm_kp.video import resize_frame

@@ -14,7 +14,7 @@ Model variants (``--variants``):
 
 What is measured, per variant:
 
-- training step: :meth:`fomm_kp.train.Trainer.step` at batch 8 (``--batch``) on synthetic
+- training step: :meth:`fomm_kp.training.trainer.Trainer.step` at batch 8 (``--batch``) on synthetic
   frames (pair sampling, augmentation, forward, all losses including equivariance, backward, Adam),
   in fp32 and with mixed precision (bf16 autocast on CPUs with AVX-512 BF16/AMX, autocast on CUDA);
   median seconds per step over ``--steps`` timed steps after ``--warmup`` untimed ones;

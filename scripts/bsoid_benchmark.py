@@ -50,8 +50,7 @@ from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.behaviour import evaluate_clip_set
-from fomm_kp.evaluation.clips import (Clip, motion_energy,
-                                      motion_energy_features)
+from fomm_kp.evaluation.clips import Clip, motion_energy, motion_energy_features
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.video import VideoWriter, iter_frames, probe
 

@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from fomm_kp.config import LocalizeConfig
-    from fomm_kp.evaluation.harness import (evaluate_model_on_labels,
-                                            untrained_like)
+    from fomm_kp.evaluation.harness import evaluate_model_on_labels, untrained_like
     from fomm_kp.evaluation.keypoints import CrossValidation
     from fomm_kp.evaluation.labels import load_labels
     from fomm_kp.files import atomic_write

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SyntheticClip, tiny_whole_frame
 
 import fomm_kp
 from fomm_kp import api
@@ -17,6 +16,8 @@ from fomm_kp.errors import FommError
 from fomm_kp.runtime import Model
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.video import FrameRange, crop_frame, probe, read_frames
+
+from conftest import SyntheticClip, tiny_whole_frame
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fomm_kp.config import (BUILTIN_CONFIGS, Config, builtin_config, from_dict,
-                            load_config, to_dict)
+from fomm_kp.config import (
+    BUILTIN_CONFIGS,
+    Config,
+    DataConfig,
+    DetectorConfig,
+    LocalizeConfig,
+    TrainConfig,
+    builtin_config,
+    from_dict,
+    load_config,
+    to_dict,
+)
 from fomm_kp.errors import FommError
 
 
@@ -49,10 +59,6 @@ def test_partial_file_keeps_defaults(tmp_path: Path) -> None:
     assert config.train.steps == 12
     assert config.model.detector.input_size == Config().model.detector.input_size
     assert config.loss == Config().loss
-
-
-def test_empty_file_is_the_default(tmp_path: Path) -> None:
-    assert load_config(_write(tmp_path / "empty.yaml", "")) == Config()
 
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
@@ -147,3 +153,81 @@ def test_configs_are_frozen() -> None:
     config = Config()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.train.steps = 3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------
+# Every value checked on construction (YAML, checkpoints and Python alike), one line each.
+
+
+def test_every_builtin_named_in_the_readme_loads() -> None:
+    assert set(BUILTIN_CONFIGS) == {"cpu", "cpu128", "gpu", "tiny"}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in BUILTIN_CONFIGS:
+        assert f"`{name}`" in readme, name
+        assert load_config(name) == builtin_config(name)
+
+
+def test_empty_file_no_file_and_python_default_agree(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path / "empty.yaml", "")) == load_config(None) == Config() == from_dict({})
+
+
+@pytest.mark.parametrize(
+    "text, key, allowed",
+    [
+        ("model:\n  detector:\n    num_keypoints: 0\n", "model.detector.num_keypoints", ">= 1"),
+        ("model:\n  image_size: 4\n", "model.image_size", ">= 8"),
+        ("model:\n  image_size: 102\n", "model.image_size", "multiple of"),
+        ("model:\n  detector:\n    input_size: 40\n", "model.detector.input_size", "multiple of"),
+        ("model:\n  detector:\n    temperature: 0\n", "model.detector.temperature", "> 0"),
+        ("train:\n  batch_size: 0\n", "train.batch_size", ">= 1"),
+        ("train:\n  learning_rate: .nan\n", "train.learning_rate", "finite number > 0"),
+        ("train:\n  learning_rate: -1.0\n", "train.learning_rate", "> 0"),
+        ("train:\n  seed: -1\n", "train.seed", "[0, 4.29497e+09]"),
+        ("train:\n  seed: 4294967296\n", "train.seed", "[0, 4.29497e+09]"),
+        ("train:\n  minutes: -1\n", "train.minutes", ">= 0"),
+        ("train:\n  min_gap: 5\n  max_gap: 2\n", "train.max_gap", "at least min_gap"),
+        ("train:\n  color_jitter: 2\n", "train.color_jitter", "[0, 1]"),
+        ("loss:\n  scales: []\n", "loss.scales", "at least 1"),
+        ("loss:\n  scales: [1.0, 2.0]\n", "loss.scales", "(0, 1]"),
+        ("loss:\n  separation: .inf\n", "loss.separation", "finite"),
+        ("loss:\n  perceptual: 1.0\n", "loss.perceptual_weights", "VGG-19"),
+        ("data:\n  box_margin: 0.5\n", "data.box_margin", ">= 1"),
+        ("data:\n  localizer:\n    work_size: 8\n", "data.localizer.work_size", ">= 16"),
+        ("data:\n  localizer:\n    min_found_fraction: 1.5\n", "data.localizer.min_found_fraction", "[0, 1]"),
+        ("data:\n  localizer:\n    margin: 2.0\n", "data.localizer.margin", "data.box_margin"),
+    ],
+)
+def test_values_out_of_range_name_key_and_range(tmp_path: Path, text: str, key: str, allowed: str) -> None:
+    path = _write(tmp_path / "bad.yaml", text)
+    with pytest.raises(FommError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key} must be "), message
+    assert allowed in message and "\n" not in message
+
+
+def test_configs_built_in_python_are_checked_too() -> None:
+    with pytest.raises(FommError, match=r"^TrainConfig\.batch_size must be an integer >= 1, got 0$"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(FommError, match=r"^DetectorConfig\.num_keypoints must be an integer >= 1, got 0$"):
+        DetectorConfig(num_keypoints=0)
+    with pytest.raises(FommError, match="TrainConfig.learning_rate"):
+        dataclasses.replace(Config().train, learning_rate=float("nan"))
+    with pytest.raises(FommError, match="DataConfig.localize must be one of 'auto', 'on', 'off'"):
+        DataConfig(localize="maybe")
+    with pytest.raises(FommError, match="LocalizeConfig.size_quantile"):
+        LocalizeConfig(size_quantile=0.0)
+
+
+def test_the_localizer_is_configured_from_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", "data:\n  box_margin: 1.25\n  localizer:\n    threshold_sigmas: 4\n    min_side: 24\n")
+    settings = load_config(path).data.localize_config()
+    assert (settings.threshold_sigmas, settings.min_side, settings.margin) == (4.0, 24, 1.25)
+    assert settings.work_size == LocalizeConfig().work_size
+
+
+def test_checkpoint_configs_of_earlier_versions_still_load() -> None:
+    """Configs stored before the localizer section existed (no ``data.localizer``) load unchanged."""
+    data = to_dict(builtin_config("tiny"))
+    del data["data"]["localizer"]
+    assert from_dict(data) == builtin_config("tiny")

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import behaviour_tracks, moving_square_video
 
 from fomm_kp.demo import animation_demo, behaviour_demo
 from fomm_kp.errors import FommError
 from fomm_kp.video import probe
+
+from conftest import behaviour_tracks, moving_square_video
 
 
 def test_animation_demo_writes_side_by_side_video(tiny_model, tmp_path):

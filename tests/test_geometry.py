@@ -8,9 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fomm_kp.geometry import (RandomWarp, coordinate_grid, from_pixels,
-                              gaussian_heatmaps, heatmap_statistics,
-                              inverse_2x2, soft_argmax, to_pixels)
+from fomm_kp.geometry import (
+    RandomWarp,
+    coordinate_grid,
+    from_pixels,
+    gaussian_heatmaps,
+    heatmap_statistics,
+    inverse_2x2,
+    soft_argmax,
+    to_pixels,
+)
 
 
 def test_grid_is_grid_sample_convention() -> None:

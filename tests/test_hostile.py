@@ -17,11 +17,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import SyntheticClip, assert_one_error_line, files_under, run_cli
 
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.tracks.dlc_h5 import literal_pickle, read_dlc_h5
+
+from conftest import SyntheticClip, assert_one_error_line, files_under, run_cli
 
 
 class _Payload:

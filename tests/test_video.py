@@ -7,13 +7,20 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import (SyntheticClip, disc_frames, write_video,
-                      write_zero_frame_video)
 
 from fomm_kp.errors import FommError
-from fomm_kp.video import (VideoWriter, crop_frame, iter_frames, probe,
-                           read_frame_at, read_frames, read_image,
-                           resize_frame)
+from fomm_kp.video import (
+    VideoWriter,
+    crop_frame,
+    iter_frames,
+    probe,
+    read_frame_at,
+    read_frames,
+    read_image,
+    resize_frame,
+)
+
+from conftest import SyntheticClip, disc_frames, write_video, write_zero_frame_video
 
 
 def _files(folder: Path) -> list[str]:

@@ -18,17 +18,23 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from fomm_kp.animation.transfer import (Animator, best_frame_index,
-                                        index_keypoints, points_in_panel,
-                                        reference_keypoints)
+from fomm_kp.animation.transfer import Animator, best_frame_index, index_keypoints, points_in_panel, reference_keypoints
 from fomm_kp.errors import FommError
 from fomm_kp.images import images_to_frames
 from fomm_kp.localize.crop_rule import model_crops
 from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.model import Model
-from fomm_kp.video import (IMAGE_SUFFIXES, FrameRange, VideoWriter, crop_frame,
-                           iter_frames, probe, read_frame_at, read_image,
-                           resize_frame)
+from fomm_kp.video import (
+    IMAGE_SUFFIXES,
+    FrameRange,
+    VideoWriter,
+    crop_frame,
+    iter_frames,
+    probe,
+    read_frame_at,
+    read_image,
+    resize_frame,
+)
 from fomm_kp.viz import draw_keypoints, image_row, keypoint_colors
 
 __all__ = [

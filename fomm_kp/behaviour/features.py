@@ -35,13 +35,9 @@ from typing import Sequence, Union
 import numpy as np
 import pandas as pd
 
-from fomm_kp.behaviour.frequency import (wavelet_frequencies,
-                                         wavelet_spectrogram,
-                                         welch_window_features)
-from fomm_kp.behaviour.signals import (SubjectSignals, prepare, resolve_config,
-                                       subject_signals)
-from fomm_kp.behaviour.windows import (FeatureConfig, displacement,
-                                       window_bounds, window_stats)
+from fomm_kp.behaviour.frequency import wavelet_frequencies, wavelet_spectrogram, welch_window_features
+from fomm_kp.behaviour.signals import SubjectSignals, prepare, resolve_config, subject_signals
+from fomm_kp.behaviour.windows import FeatureConfig, displacement, window_bounds, window_stats
 from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write
 from fomm_kp.tracks import Tracks, load_tracks

@@ -14,12 +14,9 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-from fomm_kp.behaviour.classifiers import (KINDS, TEMPORAL, Classifier,
-                                           ClassifierOptions,
-                                           fit_window_classifier)
+from fomm_kp.behaviour.classifiers import KINDS, TEMPORAL, Classifier, ClassifierOptions, fit_window_classifier
 from fomm_kp.behaviour.features import Features, Source, motion_features
-from fomm_kp.behaviour.segments import (Segment, read_segments, video_key,
-                                        window_labels)
+from fomm_kp.behaviour.segments import Segment, read_segments, video_key, window_labels
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.temporal import fit_temporal
 from fomm_kp.behaviour.windows import FeatureConfig

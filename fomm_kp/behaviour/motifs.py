@@ -23,8 +23,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from fomm_kp.behaviour.classifiers import (CLIP, Classifier,
-                                           feature_standardisation, signed_log)
+from fomm_kp.behaviour.classifiers import CLIP, Classifier, feature_standardisation, signed_log
 from fomm_kp.behaviour.features import Features
 from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write

@@ -12,8 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fomm_kp.behaviour.frame_labels import FrameLabels, bouts
-from fomm_kp.behaviour.frequency import (wavelet_frequencies,
-                                         wavelet_spectrogram)
+from fomm_kp.behaviour.frequency import wavelet_frequencies, wavelet_spectrogram
 from fomm_kp.behaviour.score import VideoScore
 from fomm_kp.behaviour.signals import prepare, resolve_config, subject_signals
 from fomm_kp.behaviour.windows import FeatureConfig

@@ -27,10 +27,8 @@ import numpy as np
 
 from fomm_kp.behaviour.classifiers import Classifier, load_classifier
 from fomm_kp.behaviour.frame_labels import FrameLabels, classify
-from fomm_kp.behaviour.plots import (plot_ethogram, plot_group_boxes,
-                                     plot_time_budget)
-from fomm_kp.behaviour.score import (VideoScore, compare_groups, read_groups,
-                                     score_video)
+from fomm_kp.behaviour.plots import plot_ethogram, plot_group_boxes, plot_time_budget
+from fomm_kp.behaviour.score import VideoScore, compare_groups, read_groups, score_video
 from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write
 from fomm_kp.progress import Progress, report

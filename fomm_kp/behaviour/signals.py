@@ -16,14 +16,22 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from scipy.signal import savgol_filter
 
+from fomm_kp.behaviour.timeseries import (
+    derivatives,
+    grouped_derivatives,
+    interpolate_gaps,
+    on_grid,
+    principal_heading,
+    regular_grid,
+    rotate,
+    unwrap_runs,
+)
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks
 
-__all__ = ["FrameSignals", "SubjectSignals", "subject_signals", "Prepared", "prepare", "resolve_config", "frame_signals",
-           "valid_runs"]
+__all__ = ["FrameSignals", "SubjectSignals", "subject_signals", "Prepared", "prepare", "resolve_config", "frame_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -45,141 +53,6 @@ class FrameSignals:
     frame_indices: np.ndarray
     fps: float
     step: int
-
-
-def _regular_grid(tracks: Tracks) -> tuple[np.ndarray, int, np.ndarray]:
-    """Rows of ``tracks`` placed on a regular frame grid: ``(grid_frames, step, row_of_grid)``.
-
-    ``row_of_grid[g]`` is the tracks row at grid position g, or -1 where that frame is absent.
-    """
-    frames = tracks.frame_indices
-    if frames.size == 0:
-        raise FommError("tracks hold no frames")
-    if np.any(np.diff(frames) <= 0):
-        raise FommError("tracks frame_indices must be strictly increasing")
-    diffs = np.diff(frames)
-    step = int(np.gcd.reduce(diffs)) if diffs.size else 1
-    grid = np.arange(frames[0], frames[-1] + 1, step, dtype=np.int64)
-    row = np.full(grid.shape, -1, dtype=np.int64)
-    row[(frames - frames[0]) // step] = np.arange(len(frames))
-    if step > 1:
-        log.info("tracks sample every %d frames; features use %.3f rows/s", step, tracks.fps / step)
-    return grid, step, row
-
-
-def _on_grid(array: np.ndarray, row: np.ndarray, fill: float) -> np.ndarray:
-    out = np.full((len(row),) + array.shape[1:], fill, dtype=np.float64)
-    present = row >= 0
-    out[present] = array[row[present]]
-    return out
-
-
-def _interpolate_gaps(x: np.ndarray, max_gap: int) -> np.ndarray:
-    """Linearly fill interior NaN runs of at most ``max_gap`` rows along axis 0 of ``x (T, ...)``."""
-    if max_gap <= 0:
-        return x
-    flat = x.reshape(x.shape[0], -1).copy()
-    t = np.arange(flat.shape[0])
-    for j in range(flat.shape[1]):
-        col = flat[:, j]
-        bad = np.isnan(col)
-        if not bad.any() or bad.all():
-            continue
-        good = ~bad
-        filled = np.interp(t, t[good], col[good])
-        # length of the NaN run each missing sample belongs to; only interior runs qualify
-        edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
-        starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-        for a, b in zip(starts, stops):
-            if a > 0 and b < len(col) and b - a <= max_gap:
-                col[a:b] = filled[a:b]
-    return flat.reshape(x.shape)
-
-
-def valid_runs(valid: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
-    return list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]))
-
-
-def _derivatives(x: np.ndarray, dt: float, window: int, order: int = 3) -> list[np.ndarray]:
-    """Savitzky–Golay derivatives 1..order of ``x (T, C)`` along time, per run of valid rows.
-
-    A row is valid when all its columns are finite. Runs shorter than the filter window use
-    repeated central differences (runs of one sample give NaN). Returns ``order`` arrays (T, C).
-    """
-    t, c = x.shape
-    outs = [np.full((t, c), np.nan) for _ in range(order)]
-    valid = np.isfinite(x).all(axis=1)
-    for a, b in valid_runs(valid):
-        seg = x[a:b]
-        n = b - a
-        if n >= window:
-            for d in range(1, order + 1):
-                outs[d - 1][a:b] = savgol_filter(seg, window, polyorder=3, deriv=d, delta=dt, axis=0, mode="interp")
-        elif n >= 2:
-            cur = seg
-            for d in range(1, order + 1):
-                cur = np.gradient(cur, dt, axis=0) if cur.shape[0] >= 2 else np.full_like(cur, np.nan)
-                outs[d - 1][a:b] = cur
-    return outs
-
-
-def _grouped_derivatives(x: np.ndarray, dt: float, window: int, order: int = 3) -> list[np.ndarray]:
-    """Derivatives of ``x (T, G, D)`` where each group of D columns has its own valid runs
-    (one keypoint going missing does not cut the others' runs). Returns ``order`` arrays (T, G, D)."""
-    t, g, d = x.shape
-    outs = [np.full((t, g, d), np.nan) for _ in range(order)]
-    valid = np.isfinite(x).all(axis=2)  # (T, G)
-    # groups that share one pattern of valid rows are filtered together (one call per pattern)
-    patterns: dict[bytes, list[int]] = {}
-    for j in range(g):
-        patterns.setdefault(np.packbits(valid[:, j]).tobytes(), []).append(j)
-    for members in patterns.values():
-        cols = np.asarray(members)
-        block = x[:, cols].reshape(t, -1)
-        for o, values in enumerate(_derivatives(block, dt, window, order)):
-            outs[o][:, cols] = values.reshape(t, len(cols), d)
-    return outs
-
-
-def _principal_heading(points: np.ndarray, centroid: np.ndarray, reference: int) -> np.ndarray:
-    """Angle of the main axis of each frame's points ``(T, K, 2)``, signed towards ``reference``."""
-    rel = points - centroid[:, None, :]
-    rel0 = np.nan_to_num(rel)
-    cov = np.einsum("tki,tkj->tij", rel0, rel0)
-    vals, vecs = np.linalg.eigh(cov)
-    axis = vecs[:, :, 1]  # eigenvector of the largest eigenvalue
-    proj = np.einsum("ti,ti->t", axis, np.nan_to_num(rel[:, reference]))
-    sign = np.sign(proj)
-    sign[~np.isfinite(rel[:, reference]).all(axis=1)] = 0
-    # where the reference point is missing or on the axis' normal, keep continuity with the previous frame
-    for t in range(len(sign)):
-        if sign[t] == 0:
-            prev = axis[t - 1] if t > 0 else axis[t]
-            sign[t] = 1.0 if np.dot(axis[t], prev) >= 0 else -1.0
-        axis[t] *= sign[t]
-    heading = np.arctan2(axis[:, 1], axis[:, 0])
-    heading[~np.isfinite(points).all(axis=2).any(axis=1)] = np.nan
-    heading[vals[:, 1] <= 1e-9] = np.nan
-    return heading
-
-
-def _rotate(v: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rotate vectors ``v (T, ..., 2)`` by ``-angle (T,)`` (into the body frame)."""
-    c, s = np.cos(angle), np.sin(angle)
-    shape = (-1,) + (1,) * (v.ndim - 2)
-    c, s = c.reshape(shape), s.reshape(shape)
-    x, y = v[..., 0], v[..., 1]
-    return np.stack([c * x + s * y, -s * x + c * y], axis=-1)
-
-
-def _unwrap_runs(angle: np.ndarray) -> np.ndarray:
-    out = angle.copy()
-    for j in range(angle.shape[1]):
-        col = angle[:, j]
-        for a, b in valid_runs(np.isfinite(col)):
-            out[a:b, j] = np.unwrap(col[a:b])
-    return out
 
 
 @dataclass
@@ -213,7 +86,7 @@ class _Clock(NamedTuple):
 
     def rate(self, x: np.ndarray) -> np.ndarray:
         """First derivative of ``x (T, G, D)``, each group on its own valid runs."""
-        return _grouped_derivatives(x, self.dt, self.window, order=1)[0]
+        return grouped_derivatives(x, self.dt, self.window, order=1)[0]
 
 
 def _centroid(kp: np.ndarray) -> np.ndarray:
@@ -238,14 +111,14 @@ def _heading(kp: np.ndarray, centroid: np.ndarray, names: tuple[str, ...], confi
         raise FommError("internal: heading_reference must be resolved before computing signals")
     if config.heading_reference not in names:
         raise FommError(f"heading_reference '{config.heading_reference}' is not one of {list(names)}")
-    return _principal_heading(kp, centroid, names.index(config.heading_reference))
+    return principal_heading(kp, centroid, names.index(config.heading_reference))
 
 
 def _keypoint_signals(sig: SubjectSignals, names: tuple[str, ...], clock: _Clock, heading: np.ndarray,
                       config: FeatureConfig) -> None:
     """Speed, egocentric velocity, acceleration, jerk and pose of each keypoint; centroid motion."""
     kp, k = sig.positions, sig.positions.shape[1]
-    v, a, j = _grouped_derivatives(kp, clock.dt, clock.window)
+    v, a, j = grouped_derivatives(kp, clock.dt, clock.window)
     pose_v = clock.rate(sig.pose)
     speed = np.linalg.norm(v, axis=-1)
     for i, name in enumerate(names):
@@ -257,13 +130,13 @@ def _keypoint_signals(sig: SubjectSignals, names: tuple[str, ...], clock: _Clock
         if k >= 2:
             sig.add(f"{name}.x", sig.pose[:, i, 0], ("mean", "std"))
             sig.add(f"{name}.y", sig.pose[:, i, 1], ("mean", "std"))
-    cv = _derivatives(sig.centroid, clock.dt, clock.window, order=1)[0]
+    cv = derivatives(sig.centroid, clock.dt, clock.window, order=1)[0]
     sig.add("centroid.speed", np.linalg.norm(cv, axis=-1), ("mean", "std", "max"))
     if config.egocentric and k >= 2:
-        body_v = _rotate(cv, heading)
+        body_v = rotate(cv, heading)
         sig.add("centroid.forward", body_v[:, 0], ("mean", "std"))
         sig.add("centroid.lateral", body_v[:, 1], ("mean", "std"))
-        turn = _derivatives(_unwrap_runs(heading[:, None]), clock.dt, clock.window, order=1)[0][:, 0]
+        turn = derivatives(unwrap_runs(heading[:, None]), clock.dt, clock.window, order=1)[0][:, 0]
         sig.add("heading.angvel", turn, ("mean", "absmean"))
 
 
@@ -275,7 +148,7 @@ def _pairwise_signals(sig: SubjectSignals, names: tuple[str, ...], clock: _Clock
     dist = np.linalg.norm(diff, axis=-1)
     rate = clock.rate(dist[..., None])[..., 0]
     world_angle = np.arctan2(diff[..., 1], diff[..., 0])
-    angvel = clock.rate(_unwrap_runs(world_angle)[..., None])[..., 0]
+    angvel = clock.rate(unwrap_runs(world_angle)[..., None])[..., 0]
     ego_angle = world_angle - heading[:, None]
     for p, (a, b) in enumerate(zip(ii, jj)):
         pair = f"{names[a]}-{names[b]}"
@@ -309,7 +182,7 @@ def subject_signals(kp: np.ndarray, scores: np.ndarray, jac: np.ndarray | None, 
     """Per-frame signals of one subject: ``kp (T, K, 2)``, ``scores (T, K)``, ``jac (T, K, 2, 2)`` or None."""
     centroid = _centroid(kp)
     heading = _heading(kp, centroid, names, config)
-    sig = SubjectSignals(kp, centroid, _rotate(kp - centroid[:, None], heading))  # pose: egocentric or centred
+    sig = SubjectSignals(kp, centroid, rotate(kp - centroid[:, None], heading))  # pose: egocentric or centred
     clock = _Clock.of(fs, config)
     _keypoint_signals(sig, names, clock, heading, config)
     if config.pairwise and kp.shape[1] >= 2:
@@ -339,19 +212,19 @@ class Prepared(NamedTuple):
 
 def prepare(tracks: Tracks, config: FeatureConfig) -> Prepared:
     """Keypoints, scores and jacobians on a regular grid with low scores masked and short gaps interpolated."""
-    grid, step, row = _regular_grid(tracks)
+    grid, step, row = regular_grid(tracks)
     fs = tracks.fps / step
-    kp = _on_grid(tracks.keypoints, row, np.nan)
-    scores = _on_grid(tracks.scores, row, 0.0)
+    kp = on_grid(tracks.keypoints, row, np.nan)
+    scores = on_grid(tracks.scores, row, 0.0)
     kp[scores < config.min_score] = np.nan
     kp[np.isnan(kp).any(axis=-1)] = np.nan
     max_gap = int(round(config.max_gap_seconds * fs))
-    kp = _interpolate_gaps(kp, max_gap)
+    kp = interpolate_gaps(kp, max_gap)
     jac = None
     if config.jacobians and tracks.jacobians is not None:
-        jac = _on_grid(tracks.jacobians, row, np.nan)
+        jac = on_grid(tracks.jacobians, row, np.nan)
         jac[np.isnan(kp).any(axis=-1)] = np.nan
-        jac = _interpolate_gaps(jac, max_gap)
+        jac = interpolate_gaps(jac, max_gap)
     return Prepared(kp, scores, jac, grid, step, fs)
 
 

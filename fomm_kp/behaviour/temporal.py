@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fomm_kp.behaviour.classifiers import (CLIP, TEMPORAL, Classifier,
-                                           ClassifierOptions,
-                                           feature_standardisation)
+from fomm_kp.behaviour.classifiers import CLIP, TEMPORAL, Classifier, ClassifierOptions, feature_standardisation
 from fomm_kp.behaviour.segments import Segment, window_labels
 from fomm_kp.behaviour.signals import FrameSignals, frame_signals
 from fomm_kp.behaviour.windows import FeatureConfig, window_bounds

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.settings import (FRACTION, check, each, flag, from_data, integer,
-                              number, refuse, text, to_data)
+from fomm_kp.settings import FRACTION, check, each, flag, from_data, integer, number, refuse, text, to_data
 
 __all__ = ["FeatureConfig", "window_bounds", "window_stats", "displacement"]
 

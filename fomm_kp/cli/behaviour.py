@@ -9,9 +9,14 @@ import typer
 from rich.table import Table
 
 from fomm_kp.behaviour.classifiers import load_classifier, save_classifier
-from fomm_kp.behaviour.features import (Features, is_features_file,
-                                        load_features, load_features_or_tracks,
-                                        motion_features, save_features)
+from fomm_kp.behaviour.features import (
+    Features,
+    is_features_file,
+    load_features,
+    load_features_or_tracks,
+    motion_features,
+    save_features,
+)
 from fomm_kp.behaviour.fitting import fit_classifier, fit_from_clips
 from fomm_kp.behaviour.frame_labels import classify as classify_source
 from fomm_kp.behaviour.frame_labels import rank_labels
@@ -22,8 +27,7 @@ from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.cli.app import app, console, progress_bar, results
 from fomm_kp.errors import FommError
-from fomm_kp.files import (refuse_folder_holding_inputs,
-                           refuse_overwriting_inputs)
+from fomm_kp.files import refuse_folder_holding_inputs, refuse_overwriting_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.video import VIDEO_SUFFIXES

@@ -15,8 +15,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.evaluation.behaviour import evaluate_behaviour as run_behaviour
 from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation, save_evaluation
-from fomm_kp.evaluation.reconstruction import (PAPER_VOXCELEB_256,
-                                               evaluate_reconstruction)
+from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
 from fomm_kp.files import atomic_write, refuse_overwriting_inputs
 from fomm_kp.runtime import Model
 from fomm_kp.video import FrameRange

@@ -30,12 +30,9 @@ from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import to_dict
 from fomm_kp.deploy.distill_config import DistillConfig
 from fomm_kp.deploy.samples import TrackingCrops, heldout_split, tracking_crops
-from fomm_kp.deploy.targets import (TargetPool, Teacher, compare_detectors,
-                                    distill_losses)
+from fomm_kp.deploy.targets import TargetPool, Teacher, compare_detectors, distill_losses
 from fomm_kp.errors import FommError
-from fomm_kp.models.student import (StudentConfig, StudentDetector,
-                                    count_flops, count_parameters,
-                                    student_config_for)
+from fomm_kp.models.student import StudentConfig, StudentDetector, count_flops, count_parameters, student_config_for
 from fomm_kp.progress import Progress, report
 from fomm_kp.runtime.backends import DetectorModel, TorchBackend
 from fomm_kp.runtime.detector import choose_device

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_kp.deploy.onnx_checks import OnnxCheck, check_onnx, compare_onnx
-from fomm_kp.deploy.tensorrt import (EngineOptions, export_tensorrt,
-                                     tensorrt_profile)
+from fomm_kp.deploy.tensorrt import EngineOptions, export_tensorrt, tensorrt_profile
 from fomm_kp.errors import FommError
 from fomm_kp.progress import Progress, report
 from fomm_kp.runtime.networks import load_detector

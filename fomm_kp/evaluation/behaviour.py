@@ -25,13 +25,11 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import f1_score
 
-from fomm_kp.behaviour.classifiers import (ClassifierOptions,
-                                           fit_window_classifier)
+from fomm_kp.behaviour.classifiers import ClassifierOptions, fit_window_classifier
 from fomm_kp.behaviour.plots import plot_confusion
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.clips import (Clip, keypoint_clips, pixel_clips,
-                                      read_clip_table)
+from fomm_kp.evaluation.clips import Clip, keypoint_clips, pixel_clips, read_clip_table
 from fomm_kp.files import atomic_write
 
 __all__ = ["EpisodeResult", "run_episodes", "leave_one_group_out", "evaluate_clip_set", "evaluate_behaviour"]

@@ -13,8 +13,7 @@ import pandas as pd
 
 from fomm_kp.behaviour.features import Features, motion_features
 from fomm_kp.behaviour.signals import resolve_config
-from fomm_kp.behaviour.windows import (FeatureConfig, window_bounds,
-                                       window_stats)
+from fomm_kp.behaviour.windows import FeatureConfig, window_bounds, window_stats
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.tracks.io import TRACK_SUFFIXES
@@ -76,7 +75,7 @@ def motion_energy_features(
 
     Per window length: mean, sd and max of every cell, and of the whole-frame mean, in grey levels
     per second. Frame indices must be evenly spaced (the windows are cut exactly as
-    :func:`fomm_kp.features.motion_features` cuts them for tracks on the same frames).
+    :func:`fomm_kp.behaviour.features.motion_features` cuts them for tracks on the same frames).
     ``sort_cells`` sorts each frame's cell energies in decreasing order first, which makes the
     features blind to where in the frame the motion happens (cell names become ``rank<i>``).
     """

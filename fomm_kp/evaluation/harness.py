@@ -22,11 +22,9 @@ from PIL import Image
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.crops import mask_not_found
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.keypoints import (CrossValidation, KeypointEvaluation,
-                                          PoseFeatures, evaluate_keypoints)
+from fomm_kp.evaluation.keypoints import CrossValidation, KeypointEvaluation, PoseFeatures, evaluate_keypoints
 from fomm_kp.evaluation.labels import LabelledFrames, load_labels
-from fomm_kp.localize.background import (Background, background_from_frames,
-                                         estimate_background)
+from fomm_kp.localize.background import Background, background_from_frames, estimate_background
 from fomm_kp.localize.blobs import blob_moments
 from fomm_kp.localize.crop_rule import image_crops
 from fomm_kp.models import FOMM

@@ -30,9 +30,13 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.regression import (check_labels, kfold_indices,
-                                           mean_pose_errors, regression_errors,
-                                           single_keypoint_errors)
+from fomm_kp.evaluation.regression import (
+    check_labels,
+    kfold_indices,
+    mean_pose_errors,
+    regression_errors,
+    single_keypoint_errors,
+)
 from fomm_kp.files import atomic_write
 from fomm_kp.settings import SEED, check, flag, integer, one_of
 

@@ -8,7 +8,7 @@ reconstructs every driving frame from the source and both frames' keypoints. Rep
   [0, 1], averaged over pixels, then over all frames of all videos. Measured at the model's image
   size S (what the model reconstructs), on the region the model sees (its training crop, if any).
 * **AKD** (faces): Average Keypoint Distance between 68 supervised face landmarks found in the
-  driving frame and in the reconstruction (:mod:`fomm_kp.landmarks`: face-alignment as in the
+  driving frame and in the reconstruction (:mod:`fomm_kp.evaluation.landmarks`: face-alignment as in the
   papers, or dlib), in pixels of frames resized to ``landmark_size`` (256, the papers' frame
   size): both images are the S-pixel ones upsampled, so resolution loss counts for neither.
   Per frame, the mean Euclidean distance over landmarks found in both; then the mean over frames.

@@ -10,15 +10,11 @@ decides when to do so (:mod:`~fomm_kp.localize.decisions`), and owns the crop ru
 a crop go back to the frame through :mod:`fomm_kp.crops`.
 """
 
-from fomm_kp.localize.background import (Background, background_from_frames,
-                                         estimate_background)
+from fomm_kp.localize.background import Background, background_from_frames, estimate_background
 from fomm_kp.localize.blobs import Blob, blob_moments, find_subject
-from fomm_kp.localize.boxes import (SubjectBoxes, boxes_for_frames,
-                                    boxes_for_video, boxes_from_blobs)
-from fomm_kp.localize.crop_rule import (SubjectCrops, image_crops, model_crops,
-                                        subject_crops, training_crops)
-from fomm_kp.localize.decisions import (LocalizeDecision, decide,
-                                        decide_from_blobs, should_align)
+from fomm_kp.localize.boxes import SubjectBoxes, boxes_for_frames, boxes_for_video, boxes_from_blobs
+from fomm_kp.localize.crop_rule import SubjectCrops, image_crops, model_crops, subject_crops, training_crops
+from fomm_kp.localize.decisions import LocalizeDecision, decide, decide_from_blobs, should_align
 
 __all__ = [
     "Background", "background_from_frames", "estimate_background", "Blob", "blob_moments", "find_subject",

@@ -21,8 +21,7 @@ from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
 from fomm_kp.localize.background import Background, estimate_background
 from fomm_kp.localize.blobs import Blob, find_subject
-from fomm_kp.localize.smoothing import (interpolate, smooth_centres,
-                                        smooth_headings)
+from fomm_kp.localize.smoothing import interpolate, smooth_centres, smooth_headings
 from fomm_kp.progress import Progress, report
 from fomm_kp.video import iter_frames, probe
 

@@ -12,8 +12,7 @@ import numpy as np
 
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
-from fomm_kp.localize.background import (Background, estimate_background,
-                                         sample_reduced)
+from fomm_kp.localize.background import Background, estimate_background, sample_reduced
 from fomm_kp.localize.blobs import Blob, find_in_reduced
 from fomm_kp.localize.boxes import SubjectBoxes, box_side
 

@@ -5,8 +5,7 @@ Outputs are NamedTuples (:class:`KeypointOutput`, :class:`MotionOutput`, :class:
 from fomm_kp.models.dense_motion import DenseMotionNetwork, MotionOutput
 from fomm_kp.models.fomm import FOMM, Reconstruction
 from fomm_kp.models.generator import Generator, GeneratorOutput
-from fomm_kp.models.keypoint_detector import (KeypointDetector,
-                                              KeypointNetwork, KeypointOutput)
+from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointNetwork, KeypointOutput
 
 __all__ = [
     "KeypointDetector",

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from fomm_kp.config import ModelConfig
-from fomm_kp.models.dense_motion import (BackgroundMotion, DenseMotionNetwork,
-                                         MotionOutput)
+from fomm_kp.models.dense_motion import BackgroundMotion, DenseMotionNetwork, MotionOutput
 from fomm_kp.models.generator import Generator
 from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointOutput
 

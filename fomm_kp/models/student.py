@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fomm_kp.config import DetectorConfig
 from fomm_kp.errors import FommError
+from fomm_kp.settings import check, each, flag, integer, number, one_of, refuse
 from fomm_kp.geometry import coordinate_grid
 from fomm_kp.models.keypoint_detector import KeypointOutput
 
@@ -37,7 +38,6 @@ __all__ = [
     "StudentConfig",
     "StudentDetector",
     "student_config_for",
-    "student_config_from_dict",
     "heatmap_head_outputs",
     "count_flops",
     "count_parameters",
@@ -67,18 +67,20 @@ class StudentConfig:
     estimate_jacobian: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.widths) < 2 or len(self.blocks_per_stage) != len(self.widths):
-            raise FommError("student widths and blocks_per_stage must have the same length (at least 2)")
-        if self.stem_stride not in (2, 4):
-            raise FommError(f"student stem_stride must be 2 or 4, got {self.stem_stride}")
+        check(self, num_keypoints=integer(1), input_size=integer(8), heatmap_size=integer(1), stem_stride=one_of(2, 4),
+              widths=each(integer(1), 2), blocks_per_stage=each(integer(0), 2), decoder_width=integer(1),
+              head_stride=integer(1), temperature=number(above=0.0), estimate_jacobian=flag())
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks_per_stage", tuple(self.blocks_per_stage))
+        if len(self.blocks_per_stage) != len(self.widths):
+            refuse(self, "blocks_per_stage", f"as long as widths ({len(self.widths)})")
         strides = [self.stem_stride * 2**i for i in range(len(self.widths))]
         if self.input_size % strides[-1]:
-            raise FommError(f"student input_size {self.input_size} must be divisible by {strides[-1]}")
+            refuse(self, "input_size", f"a multiple of {strides[-1]}")
         if self.head_stride not in strides:
-            raise FommError(f"student head_stride must be one of {strides}, got {self.head_stride}")
+            refuse(self, "head_stride", f"one of {strides}")
         if self.heatmap_size % (self.input_size // self.head_stride):
-            raise FommError(f"heatmap_size {self.heatmap_size} must be a multiple of the head resolution "
-                            f"{self.input_size // self.head_stride}")
+            refuse(self, "heatmap_size", f"a multiple of the head resolution {self.input_size // self.head_stride}")
 
 
 def student_config_for(teacher: DetectorConfig, input_scale: int = 2, **overrides: Any) -> StudentConfig:
@@ -93,27 +95,6 @@ def student_config_for(teacher: DetectorConfig, input_scale: int = 2, **override
                          head_stride=2 * input_scale, temperature=teacher.temperature,
                          estimate_jacobian=teacher.estimate_jacobian)
     return dataclasses.replace(base, **overrides) if overrides else base
-
-
-def student_config_from_dict(data: dict) -> StudentConfig:
-    """Rebuild a :class:`StudentConfig` from plain data (checkpoint meta), strictly."""
-    if not isinstance(data, dict):
-        raise FommError(f"student config must be a mapping, got {type(data).__name__}")
-    names = {f.name: f for f in dataclasses.fields(StudentConfig)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise FommError(f"student config: unknown key '{unknown[0]}'")
-    values = {}
-    for key, value in data.items():
-        if key in ("widths", "blocks_per_stage"):
-            values[key] = tuple(int(v) for v in value)
-        elif key in ("temperature",):
-            values[key] = float(value)
-        elif key == "estimate_jacobian":
-            values[key] = bool(value)
-        else:
-            values[key] = int(value)
-    return StudentConfig(**values)
 
 
 class _ConvBNReLU(nn.Sequential):

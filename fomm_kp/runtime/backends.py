@@ -22,8 +22,7 @@ from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.images import frames_to_array
 from fomm_kp.models import KeypointNetwork
-from fomm_kp.runtime.detector import (Detections, detections_in_frame,
-                                      detector_crops)
+from fomm_kp.runtime.detector import Detections, detections_in_frame, detector_crops
 from fomm_kp.runtime.onnx_graph import INPUT_NAME, OUTPUT_NAMES, onnx_session
 
 __all__ = [

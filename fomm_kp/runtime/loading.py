@@ -16,15 +16,11 @@ import torch
 
 from fomm_kp.checkpoint import Checkpoint, read_checkpoint
 from fomm_kp.errors import FommError
-from fomm_kp.runtime.backends import (Backend, DetectorModel, OnnxBackend,
-                                      TensorRTBackend, TorchBackend)
+from fomm_kp.runtime.backends import Backend, DetectorModel, OnnxBackend, TensorRTBackend, TorchBackend
 from fomm_kp.runtime.detector import Detector, choose_device, device_type
 from fomm_kp.runtime.model import Model
-from fomm_kp.runtime.networks import (LoadedDetector, detector_network,
-                                      load_detector)
-from fomm_kp.runtime.onnx_graph import (export_onnx, load_onnx,
-                                        onnxruntime_available,
-                                        read_onnx_metadata)
+from fomm_kp.runtime.networks import LoadedDetector, detector_network, load_detector
+from fomm_kp.runtime.onnx_graph import export_onnx, load_onnx, onnxruntime_available, read_onnx_metadata
 
 __all__ = ["BACKENDS", "resolve_backend", "load_model"]
 

@@ -19,8 +19,7 @@ from fomm_kp.config import Config
 from fomm_kp.crops import CropSettings
 from fomm_kp.images import frames_to_images
 from fomm_kp.models import FOMM
-from fomm_kp.runtime.detector import (Detections, choose_device,
-                                      detections_in_frame, detector_crops)
+from fomm_kp.runtime.detector import Detections, choose_device, detections_in_frame, detector_crops
 
 __all__ = ["Model"]
 

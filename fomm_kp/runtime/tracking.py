@@ -21,8 +21,7 @@ from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.video import (FrameRange, crop_frame, iter_frames, probe,
-                           resize_frame)
+from fomm_kp.video import FrameRange, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]

@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import moving_square_video, run_cli, save_model
 
-from fomm_kp.animation.render import (PanelOptions, TransferOptions, animate,
-                                      load_source)
-from fomm_kp.animation.transfer import (Animator, animation_grid,
-                                        best_frame_index, convex_hull_area,
-                                        movement_scale, transfer_keypoints)
+from fomm_kp.animation.render import PanelOptions, TransferOptions, animate, load_source
+from fomm_kp.animation.transfer import (
+    Animator,
+    animation_grid,
+    best_frame_index,
+    convex_hull_area,
+    movement_scale,
+    transfer_keypoints,
+)
 from fomm_kp.errors import FommError
 from fomm_kp.models import KeypointOutput
 from fomm_kp.models.dense_motion import sparse_motions
 from fomm_kp.video import probe, read_frames
+
+from conftest import moving_square_video, run_cli, save_model
 
 
 def _keypoints(points: np.ndarray, jacobians: np.ndarray | None = None) -> KeypointOutput:

@@ -6,18 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import behaviour_tracks
 
-from fomm_kp.behaviour.classifiers import (ClassifierOptions, load_classifier,
-                                           save_classifier)
+from fomm_kp.behaviour.classifiers import ClassifierOptions, load_classifier, save_classifier
 from fomm_kp.behaviour.features import motion_features
 from fomm_kp.behaviour.fitting import fit_classifier, fit_from_clips
-from fomm_kp.behaviour.frame_labels import (FrameLabels, classify,
-                                            enforce_min_bout,
-                                            frame_probabilities,
-                                            predict_windows, rank_labels)
+from fomm_kp.behaviour.frame_labels import (
+    FrameLabels,
+    classify,
+    enforce_min_bout,
+    frame_probabilities,
+    predict_windows,
+    rank_labels,
+)
 from fomm_kp.behaviour.segments import Segment, read_segments, window_labels
 from fomm_kp.errors import FommError
+
+from conftest import behaviour_tracks
 
 
 def truth_of(kinds: list[str], segment: int = 90) -> np.ndarray:

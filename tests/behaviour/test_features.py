@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp.behaviour.features import (Features, load_features,
-                                        motion_features, save_features)
-from fomm_kp.behaviour.frequency import (dominant_frequency,
-                                         wavelet_frequencies,
-                                         wavelet_spectrogram,
-                                         welch_window_features)
+from fomm_kp.behaviour.features import Features, load_features, motion_features, save_features
+from fomm_kp.behaviour.frequency import (
+    dominant_frequency,
+    wavelet_frequencies,
+    wavelet_spectrogram,
+    welch_window_features,
+)
 from fomm_kp.behaviour.plots import plot_keypoint_spectrogram
 from fomm_kp.behaviour.signals import frame_signals, resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig, window_bounds

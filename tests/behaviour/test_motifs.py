@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import behaviour_tracks
 
 from fomm_kp.behaviour.features import motion_features
 from fomm_kp.behaviour.frame_labels import classify
@@ -14,6 +13,8 @@ from fomm_kp.behaviour.motifs import find_motifs, write_motif_examples
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
 from fomm_kp.video import VideoWriter, probe
+
+from conftest import behaviour_tracks
 
 CONFIG = FeatureConfig(window_seconds=(1.0,), stride_seconds=0.25)
 

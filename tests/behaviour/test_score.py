@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import behaviour_tracks
 
 from fomm_kp.behaviour.classifiers import save_classifier
 from fomm_kp.behaviour.fitting import fit_from_clips
 from fomm_kp.behaviour.frame_labels import FrameLabels, bouts
 from fomm_kp.behaviour.report import score, score_labels
-from fomm_kp.behaviour.score import (BehaviourStats, VideoScore,
-                                     compare_groups, read_groups, score_video)
+from fomm_kp.behaviour.score import BehaviourStats, VideoScore, compare_groups, read_groups, score_video
 from fomm_kp.errors import FommError
 from fomm_kp.tracks import save_tracks
+
+from conftest import behaviour_tracks
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import (SyntheticClip, assert_one_error_line, behaviour_tracks,
-                      run_cli)
 
 from fomm_kp.behaviour.classifiers import load_classifier
 from fomm_kp.behaviour.features import load_features
 from fomm_kp.tracks import save_tracks
+
+from conftest import SyntheticClip, assert_one_error_line, behaviour_tracks, run_cli
 
 
 @pytest.fixture

@@ -7,11 +7,19 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-from conftest import (assert_one_error_line, behaviour_tracks,
-                      moving_square_video, run_cli, save_model,
-                      synthetic_frames, synthetic_labelled, untrained_model)
 
 from fomm_kp.tracks import save_tracks
+
+from conftest import (
+    assert_one_error_line,
+    behaviour_tracks,
+    moving_square_video,
+    run_cli,
+    save_model,
+    synthetic_frames,
+    synthetic_labelled,
+    untrained_model,
+)
 
 
 def _write_dlc_project(root: Path, frames: np.ndarray, labels: np.ndarray) -> Path:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (SyntheticClip, assert_one_error_line, files_under,
-                      run_cli, write_video, write_zero_frame_video)
 
 from fomm_kp.checkpoint import read_checkpoint
 from fomm_kp.tracks import load_tracks
 from fomm_kp.video import probe
+
+from conftest import SyntheticClip, assert_one_error_line, files_under, run_cli, write_video, write_zero_frame_video
 
 TINY_WHOLE_FRAME = """\
 # the tiny built-in with whole frames (no localisation)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import disc_frames, run_cli, write_video
 
 from fomm_kp import api
 from fomm_kp.checkpoint import save_checkpoint
@@ -23,6 +22,8 @@ from fomm_kp.errors import FommError
 from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentDetector, student_config_for
 from fomm_kp.runtime.networks import load_detector
+
+from conftest import disc_frames, run_cli, write_video
 
 META = {"localized": False, "fixed_crop": [], "box_side": 64.0}
 

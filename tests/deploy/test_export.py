@@ -10,22 +10,21 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli
 from onnx import TensorProto, helper
 
 from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.crops import CropSettings
 from fomm_kp.deploy.onnx_checks import check_onnx, compare_onnx
-from fomm_kp.deploy.tensorrt import (EngineOptions, build_tensorrt_engine,
-                                     export_tensorrt)
+from fomm_kp.deploy.tensorrt import EngineOptions, build_tensorrt_engine, export_tensorrt
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import inverse_2x2
 from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentConfig, StudentDetector
 from fomm_kp.runtime.networks import LoadedDetector, load_detector
-from fomm_kp.runtime.onnx_graph import (export_onnx, onnx_session,
-                                        read_onnx_metadata)
+from fomm_kp.runtime.onnx_graph import export_onnx, onnx_session, read_onnx_metadata
+
+from conftest import run_cli
 
 SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                       blocks_per_stage=(0, 1, 0, 1), decoder_width=8)

@@ -7,19 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import behaviour_tracks
 
 from fomm_kp.behaviour.features import Features
 from fomm_kp.behaviour.plots import plot_confusion
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.behaviour import (evaluate_behaviour,
-                                          leave_one_group_out, run_episodes)
-from fomm_kp.evaluation.clips import (Clip, motion_energy,
-                                      motion_energy_features, pixel_features,
-                                      read_clip_table)
+from fomm_kp.evaluation.behaviour import evaluate_behaviour, leave_one_group_out, run_episodes
+from fomm_kp.evaluation.clips import Clip, motion_energy, motion_energy_features, pixel_features, read_clip_table
 from fomm_kp.tracks import save_tracks
 from fomm_kp.video import VideoWriter
+
+from conftest import behaviour_tracks
 
 CONFIG = FeatureConfig(window_seconds=(0.5, 1.0), stride_seconds=0.25)
 

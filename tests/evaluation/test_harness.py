@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import labelled_frames, synthetic_labelled, untrained_model
 
-from fomm_kp.evaluation.harness import (baseline_features, detect_keypoints,
-                                        evaluate_labels,
-                                        evaluate_model_on_labels, model_boxes,
-                                        thumbnails, untrained_like)
+from fomm_kp.evaluation.harness import (
+    baseline_features,
+    detect_keypoints,
+    evaluate_labels,
+    evaluate_model_on_labels,
+    model_boxes,
+    thumbnails,
+    untrained_like,
+)
 from fomm_kp.evaluation.keypoints import CrossValidation, evaluate_keypoints
 from fomm_kp.localize.background import background_from_frames
+
+from conftest import labelled_frames, synthetic_labelled, untrained_model
 
 
 def test_thumbnails():

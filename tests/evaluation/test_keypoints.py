@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import affine_labels
 
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.keypoints import (CrossValidation, PoseFeatures,
-                                          evaluate_keypoints, save_evaluation)
+from fomm_kp.evaluation.keypoints import CrossValidation, PoseFeatures, evaluate_keypoints, save_evaluation
+
+from conftest import affine_labels
 
 
 def test_missing_keypoints_cost_and_missing_labels_are_skipped(rng):

@@ -11,10 +11,12 @@ import torch
 
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation import landmarks as landmarks_module
-from fomm_kp.evaluation.reconstruction import (ReconstructionReport,
-                                               VideoReconstruction,
-                                               evaluate_reconstruction,
-                                               keypoint_distance)
+from fomm_kp.evaluation.reconstruction import (
+    ReconstructionReport,
+    VideoReconstruction,
+    evaluate_reconstruction,
+    keypoint_distance,
+)
 from fomm_kp.video import FrameRange, VideoWriter
 
 

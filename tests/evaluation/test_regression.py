@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import affine_labels
 
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.regression import (affine_cv_predict, kfold_indices,
-                                           mean_pose_errors, regression_errors,
-                                           ridge_cv_predict,
-                                           single_keypoint_errors)
+from fomm_kp.evaluation.regression import (
+    affine_cv_predict,
+    kfold_indices,
+    mean_pose_errors,
+    regression_errors,
+    ridge_cv_predict,
+    single_keypoint_errors,
+)
+
+from conftest import affine_labels
 
 RAYLEIGH = np.sqrt(np.pi / 2)  # mean Euclidean length of a 2-D isotropic gaussian of unit sigma
 

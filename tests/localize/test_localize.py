@@ -7,19 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (SEMI_MAJOR, SEMI_MINOR, H, W, arena_background,
-                      synthetic_frames)
 
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.crops import crop_to_frame, frame_to_crop, mask_not_found
 from fomm_kp.errors import FommError
-from fomm_kp.localize.background import (background_from_frames,
-                                         estimate_background, reduce_frame)
+from fomm_kp.localize.background import background_from_frames, estimate_background, reduce_frame
 from fomm_kp.localize.blobs import Blob, blob_moments, find_subject
 from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
 from fomm_kp.localize.decisions import decide, decide_from_blobs, should_align
 from fomm_kp.localize.smoothing import smooth_centres, smooth_headings
 from fomm_kp.video import VideoWriter, crop_frame, resize_frame
+
+from conftest import SEMI_MAJOR, SEMI_MINOR, H, W, arena_background, synthetic_frames
 
 
 def _write_video(path: Path, frames: np.ndarray) -> Path:

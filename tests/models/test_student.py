@@ -12,10 +12,15 @@ from fomm_kp.config import DetectorConfig, builtin_config, to_dict
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import heatmap_statistics
 from fomm_kp.models import KeypointDetector
-from fomm_kp.models.student import (StudentConfig, StudentDetector,
-                                    count_flops, count_parameters,
-                                    heatmap_head_outputs, student_config_for,
-                                    student_config_from_dict)
+from fomm_kp.models.student import (
+    StudentConfig,
+    StudentDetector,
+    count_flops,
+    count_parameters,
+    heatmap_head_outputs,
+    student_config_for,
+)
+from fomm_kp.settings import from_data
 
 SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                       blocks_per_stage=(0, 1, 0, 1), decoder_width=8)
@@ -69,12 +74,12 @@ def test_wrong_input_size_is_an_error() -> None:
 
 
 def test_config_round_trip_and_validation() -> None:
-    assert student_config_from_dict(to_dict(SMALL)) == SMALL
+    assert from_data(StudentConfig, to_dict(SMALL)) == SMALL
     with pytest.raises(FommError, match="unknown key 'depth'"):
-        student_config_from_dict({**to_dict(SMALL), "depth": 3})
-    with pytest.raises(FommError, match="divisible"):
+        from_data(StudentConfig, {**to_dict(SMALL), "depth": 3})
+    with pytest.raises(FommError, match="input_size must be a multiple of 32"):
         StudentConfig(input_size=40)
-    with pytest.raises(FommError, match="same length"):
+    with pytest.raises(FommError, match="blocks_per_stage must be"):
         StudentConfig(widths=(8, 16), blocks_per_stage=(0,))
     teacher = DetectorConfig(num_keypoints=7, input_size=96, temperature=0.2, estimate_jacobian=False)
     student = student_config_for(teacher)

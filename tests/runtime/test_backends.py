@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SyntheticClip, run_cli
 
 from fomm_kp import api
 from fomm_kp.checkpoint import save_checkpoint
@@ -24,6 +23,8 @@ from fomm_kp.runtime.loading import resolve_backend
 from fomm_kp.runtime.networks import LoadedDetector, load_detector
 from fomm_kp.runtime.onnx_graph import export_onnx
 from fomm_kp.tracks import load_tracks
+
+from conftest import SyntheticClip, run_cli
 
 STUDENT = StudentConfig(num_keypoints=4, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                         blocks_per_stage=(0, 1, 0, 1), decoder_width=8)

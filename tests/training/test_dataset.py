@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SyntheticClip, disc_frames, write_video
 
 from fomm_kp.errors import FommError
 from fomm_kp.localize import SubjectCrops
-from fomm_kp.training.dataset import (FramePairs, TrainingFrames,
-                                      load_training_frames)
+from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
+
+from conftest import SyntheticClip, disc_frames, write_video
 
 
 def frames_of(count: int, size: int = 8, stride: int = 1) -> TrainingFrames:

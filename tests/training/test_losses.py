@@ -13,9 +13,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.geometry import RandomWarp, gaussian_heatmaps, heatmap_statistics
 from fomm_kp.models import KeypointDetector, KeypointOutput
 from fomm_kp.training import losses
-from fomm_kp.training.losses import (VGG19Perceptual, equivariance_losses,
-                                     motion_weights, reconstruction_loss,
-                                     ssim_map)
+from fomm_kp.training.losses import VGG19Perceptual, equivariance_losses, motion_weights, reconstruction_loss, ssim_map
 
 
 def test_ssim_of_identical_images_is_one() -> None:

@@ -9,7 +9,6 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import SyntheticClip, disc_frames
 
 from fomm_kp import api
 from fomm_kp.checkpoint import read_checkpoint
@@ -21,6 +20,8 @@ from fomm_kp.runtime import Model
 from fomm_kp.training.dataset import FramePairs, TrainingFrames
 from fomm_kp.training.trainer import Trainer, autocast_context
 from fomm_kp.video import resize_frame
+
+from conftest import SyntheticClip, disc_frames
 
 
 def tiny_config(**train: object) -> Config:
