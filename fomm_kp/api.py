@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,23 +30,16 @@ from fomm_kp.runtime import Model, choose_device, load_model, track
 from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
 from fomm_kp.training.trainer import Trainer
 
-__all__ = ["train", "load_model", "track", "EXISTING"]
+__all__ = ["train", "load_model", "track"]
 
 log = logging.getLogger(__name__)
 
-EXISTING = ("refuse", "resume", "overwrite")  # what train does with a checkpoint already in out_dir
 
-
-def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, existing: str,
+def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, resume: bool,
                 overrides: dict[str, float | int | None]) -> tuple[Config, Checkpoint | None]:
     """The config of this run (with ``overrides`` of ``train.*``) and the checkpoint it resumes, if any."""
-    if existing not in EXISTING:
-        raise FommError(f"existing must be one of {', '.join(EXISTING)}, got '{existing}'")
-    if checkpoint.exists() and existing == "refuse":
-        raise FommError(f"{checkpoint} already holds a trained model: pass --resume to continue it, "
-                        "--overwrite to replace it, or choose another --out")
     resumed = None
-    if existing == "resume":
+    if resume:
         if config is not None:
             raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
         resumed = read_checkpoint(checkpoint)
@@ -87,21 +80,22 @@ def train(
     config: Config | str | os.PathLike | None = None,
     steps: int | None = None,
     minutes: float | None = None,
-    seed: int | None = None,
     crop: Sequence[float] | None = None,
+    resume: bool = False,
+    seed: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
-    existing: Literal["refuse", "resume", "overwrite"] = "refuse",
 ) -> Model:
     """Train a FOMM keypoint detector on one video, self-supervised; returns the trained model.
 
     Writes ``checkpoint.pt`` (atomically, with its config and where the model looks) and
     ``preview.png`` into ``out_dir``. ``steps``/``minutes``/``seed`` override the config; ``crop``
-    fixes one box ``x0, y0, x1, y1`` for every frame. A checkpoint already in ``out_dir`` is never
-    replaced unless ``existing`` is ``resume`` (continue it, with its config) or ``overwrite``.
+    fixes one box ``x0, y0, x1, y1`` for every frame. With ``resume``, training continues from
+    ``out_dir/checkpoint.pt`` with that checkpoint's config; otherwise a checkpoint there is replaced
+    (the CLI refuses that without ``--overwrite``).
     """
     out_dir, video = Path(out_dir), Path(video)
-    config, resumed = _run_config(out_dir / "checkpoint.pt", config, existing,
+    config, resumed = _run_config(out_dir / "checkpoint.pt", config, resume,
                                   {"steps": steps, "minutes": minutes, "seed": seed})
     start_step = resumed.step if resumed is not None else 0
     if config.train.num_threads > 0:

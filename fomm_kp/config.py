@@ -11,7 +11,7 @@ is checked too. The config travels inside every checkpoint as plain data (:func:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,7 +275,7 @@ class DataConfig:
 
     def localize_config(self) -> LocalizeConfig:
         """The settings of :mod:`fomm_kp.localize` for this run, margin included."""
-        return LocalizeConfig(**{**to_data(self.localizer), "margin": self.box_margin})
+        return replace(self.localizer, margin=self.box_margin)
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,29 @@ def save_model(model, path: Path) -> Path:
     return save_checkpoint(path, model.config, state, 0, dict(model.meta))
 
 
+def randomise_batch_norm(module) -> None:
+    """Non-trivial running statistics in every BatchNorm2d, so that eval and train mode differ."""
+    g = torch.Generator().manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+
+
+def random_teacher_checkpoint(path: Path, meta: dict) -> Path:
+    """A random ``tiny`` teacher checkpoint (detector batch norm randomised) at ``path``."""
+    from fomm_kp.checkpoint import save_checkpoint
+    from fomm_kp.config import builtin_config
+    from fomm_kp.models import FOMM
+
+    torch.manual_seed(0)
+    config = builtin_config("tiny")
+    network = FOMM(config.model)
+    randomise_batch_norm(network.detector)
+    state = {name: part.state_dict() for name, part in network.parts().items() if part is not None}
+    return Path(save_checkpoint(path, config, state, 0, meta))
+
+
 def moving_square_video(path: Path, width: int, height: int, count: int, fps: float = 10.0) -> None:
     """A bright square moving right on a dark background, ``count`` frames."""
     with VideoWriter(path, fps) as writer:

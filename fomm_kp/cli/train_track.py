@@ -70,10 +70,9 @@ def train(
     if resume and config is not None:
         raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
     loaded = None if resume else load_config(config)
-    existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
-                                    device=device, existing=existing)
+                                    device=device, resume=resume)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
                           f"continue with: fomm-kp train {video} --out {out} --resume") from None

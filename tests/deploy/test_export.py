@@ -12,53 +12,34 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.crops import CropSettings
 from fomm_kp.deploy.onnx_checks import check_onnx, compare_onnx
 from fomm_kp.deploy.tensorrt import EngineOptions, build_tensorrt_engine, export_tensorrt
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import inverse_2x2
-from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentConfig, StudentDetector
 from fomm_kp.runtime.networks import LoadedDetector, load_detector
 from fomm_kp.runtime.onnx_graph import export_onnx, onnx_session, read_onnx_metadata
 
-from conftest import run_cli
+from conftest import random_teacher_checkpoint, randomise_batch_norm, run_cli
 
 SMALL = StudentConfig(num_keypoints=3, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                       blocks_per_stage=(0, 1, 0, 1), decoder_width=8)
-
-
-def _randomise_batch_norm(module: torch.nn.Module) -> None:
-    """Non-trivial running statistics, so that eval and train mode differ."""
-    g = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
 
 
 @pytest.fixture
 def student() -> LoadedDetector:
     torch.manual_seed(0)
     module = StudentDetector(SMALL)
-    _randomise_batch_norm(module)
+    randomise_batch_norm(module)
     return LoadedDetector(module.eval(), builtin_config("tiny"), CropSettings(), {"localized": False}, "student", "memory")
 
 
 @pytest.fixture(scope="module")
 def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = builtin_config("tiny")
-    network = FOMM(config.model)
-    _randomise_batch_norm(network.detector)
-    states = {"detector": network.detector.state_dict(), "dense_motion": network.dense_motion.state_dict(),
-              "generator": network.generator.state_dict()}
-    if network.background is not None:
-        states["background"] = network.background.state_dict()
     path = tmp_path_factory.mktemp("teacher") / "checkpoint.pt"
-    return save_checkpoint(path, config, states, 0, {"localized": False, "fixed_crop": [], "box_side": 32.0})
+    return random_teacher_checkpoint(path, {"localized": False, "fixed_crop": [], "box_side": 32.0})
 
 
 def test_student_round_trip_dynamic_batch(student: LoadedDetector, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.images import frames_to_array
-from fomm_kp.models import FOMM
 from fomm_kp.models.student import StudentConfig, StudentDetector
 from fomm_kp.runtime import Model
 from fomm_kp.runtime.backends import DetectorModel, OnnxBackend, TorchBackend
@@ -24,36 +23,21 @@ from fomm_kp.runtime.networks import LoadedDetector, load_detector
 from fomm_kp.runtime.onnx_graph import export_onnx
 from fomm_kp.tracks import load_tracks
 
-from conftest import SyntheticClip, run_cli
+from conftest import SyntheticClip, random_teacher_checkpoint, randomise_batch_norm, run_cli
 
 STUDENT = StudentConfig(num_keypoints=4, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2, widths=(8, 8, 16, 16),
                         blocks_per_stage=(0, 1, 0, 1), decoder_width=8)
 META = {"localized": False, "fixed_crop": [], "box_side": 48.0}
 
 
-def _perturb_batch_norm(module: torch.nn.Module) -> None:
-    g = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A random tiny teacher checkpoint and a random student checkpoint for it."""
     folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
+    teacher = random_teacher_checkpoint(folder / "teacher.pt", META)
     config = builtin_config("tiny")
-    network = FOMM(config.model)
-    _perturb_batch_norm(network.detector)
-    states = {"detector": network.detector.state_dict(), "dense_motion": network.dense_motion.state_dict(),
-              "generator": network.generator.state_dict()}
-    if network.background is not None:
-        states["background"] = network.background.state_dict()
-    teacher = save_checkpoint(folder / "teacher.pt", config, states, 0, META)
     student_net = StudentDetector(STUDENT)
-    _perturb_batch_norm(student_net)
+    randomise_batch_norm(student_net)
     student = save_checkpoint(folder / "student.pt", config, {"student": student_net.state_dict()}, 5,
                               {**META, "kind": "student", "student_config": to_dict(STUDENT)})
     return Path(teacher), Path(student)
