@@ -35,13 +35,23 @@ __all__ = ["train", "load_model", "track"]
 log = logging.getLogger(__name__)
 
 
-def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, resume: bool,
+def check_out_dir(checkpoint: Path, resume: bool, overwrite: bool, config_given: bool) -> None:
+    """Refuse a training run that would replace ``checkpoint`` unasked, or resume what is not there."""
+    if resume and not checkpoint.is_file():
+        raise FommError(f"checkpoint not found: {checkpoint}")
+    if checkpoint.exists() and not (resume or overwrite):
+        raise FommError(f"{checkpoint} already holds a trained model: pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --out")
+    if resume and config_given:
+        raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
+
+
+def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, resume: bool, overwrite: bool,
                 overrides: dict[str, float | int | None]) -> tuple[Config, Checkpoint | None]:
     """The config of this run (with ``overrides`` of ``train.*``) and the checkpoint it resumes, if any."""
+    check_out_dir(checkpoint, resume, overwrite, config is not None)
     resumed = None
     if resume:
-        if config is not None:
-            raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
         resumed = read_checkpoint(checkpoint)
         config = resumed.config
         log.info("resuming from %s at step %d", checkpoint, resumed.step)
@@ -85,17 +95,18 @@ def train(
     seed: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> Model:
     """Train a FOMM keypoint detector on one video, self-supervised; returns the trained model.
 
     Writes ``checkpoint.pt`` (atomically, with its config and where the model looks) and
     ``preview.png`` into ``out_dir``. ``steps``/``minutes``/``seed`` override the config; ``crop``
     fixes one box ``x0, y0, x1, y1`` for every frame. With ``resume``, training continues from
-    ``out_dir/checkpoint.pt`` with that checkpoint's config; otherwise a checkpoint there is replaced
-    (the CLI refuses that without ``--overwrite``).
+    ``out_dir/checkpoint.pt`` with that checkpoint's config. A trained checkpoint already in
+    ``out_dir`` is never replaced unless ``resume`` or ``overwrite`` is set.
     """
     out_dir, video = Path(out_dir), Path(video)
-    config, resumed = _run_config(out_dir / "checkpoint.pt", config, resume,
+    config, resumed = _run_config(out_dir / "checkpoint.pt", config, resume, overwrite,
                                   {"steps": steps, "minutes": minutes, "seed": seed})
     start_step = resumed.step if resumed is not None else 0
     if config.train.num_threads > 0:

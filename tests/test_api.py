@@ -198,3 +198,14 @@ def test_crops_turned_to_the_heading_train_and_track(tmp_path: Path, disc_clip: 
     assert found.mean() > 0.9
     distance = np.linalg.norm(tracks.keypoints[found, 0] - disc_clip.centres[found][:, None, :], axis=-1)
     assert distance.max() <= side / np.sqrt(2) + 3  # inside the turned box around the disc
+
+
+def test_train_never_replaces_a_checkpoint_unasked(disc_clip: SyntheticClip, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"earlier run")
+    with pytest.raises(FommError, match="already holds a trained model"):
+        api.train(disc_clip.path, out, config="tiny", steps=1)
+    with pytest.raises(FommError, match="keeps its checkpoint's config"):
+        api.train(disc_clip.path, out, config="tiny", steps=1, resume=True)
+    assert (out / "checkpoint.pt").read_bytes() == b"earlier run"

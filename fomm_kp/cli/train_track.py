@@ -62,17 +62,11 @@ def train(
     box = _parse_box(crop)
     probe(video)
     checkpoint = out / "checkpoint.pt"
-    if resume and not checkpoint.is_file():
-        raise FommError(f"checkpoint not found: {checkpoint}")
-    if checkpoint.exists() and not (resume or overwrite):
-        raise FommError(f"{checkpoint} already holds a trained model: pass --resume to continue it, "
-                        "--overwrite to replace it, or choose another --out")
-    if resume and config is not None:
-        raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
+    api.check_out_dir(checkpoint, resume, overwrite, config is not None)
     loaded = None if resume else load_config(config)
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
-                                    device=device, resume=resume)
+                                    device=device, resume=resume, overwrite=overwrite)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
                           f"continue with: fomm-kp train {video} --out {out} --resume") from None
