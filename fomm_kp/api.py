@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -30,28 +30,34 @@ from fomm_kp.runtime import Model, choose_device, load_model, track
 from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
 from fomm_kp.training.trainer import Trainer
 
-__all__ = ["train", "load_model", "track"]
+__all__ = ["train", "load_model", "track", "EXISTING"]
 
 log = logging.getLogger(__name__)
 
+# What train does with a checkpoint already in its out_dir: refuse to touch it, continue it, replace it.
+EXISTING = ("refuse", "resume", "overwrite")
 
-def check_out_dir(checkpoint: Path, resume: bool, overwrite: bool, config_given: bool) -> None:
+
+def check_out_dir(checkpoint: Path, existing: str, config_given: bool) -> None:
     """Refuse a training run that would replace ``checkpoint`` unasked, or resume what is not there."""
+    if existing not in EXISTING:
+        raise FommError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
+    resume = existing == "resume"
     if resume and not checkpoint.is_file():
         raise FommError(f"checkpoint not found: {checkpoint}")
-    if checkpoint.exists() and not (resume or overwrite):
+    if checkpoint.exists() and existing == "refuse":
         raise FommError(f"{checkpoint} already holds a trained model: pass --resume to continue it, "
                         "--overwrite to replace it, or choose another --out")
     if resume and config_given:
         raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
 
 
-def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, resume: bool, overwrite: bool,
+def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, existing: str,
                 overrides: dict[str, float | int | None]) -> tuple[Config, Checkpoint | None]:
     """The config of this run (with ``overrides`` of ``train.*``) and the checkpoint it resumes, if any."""
-    check_out_dir(checkpoint, resume, overwrite, config is not None)
+    check_out_dir(checkpoint, existing, config is not None)
     resumed = None
-    if resume:
+    if existing == "resume":
         resumed = read_checkpoint(checkpoint)
         config = resumed.config
         log.info("resuming from %s at step %d", checkpoint, resumed.step)
@@ -91,22 +97,21 @@ def train(
     steps: int | None = None,
     minutes: float | None = None,
     crop: Sequence[float] | None = None,
-    resume: bool = False,
+    existing: Literal["refuse", "resume", "overwrite"] = "refuse",
     seed: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
-    overwrite: bool = False,
 ) -> Model:
     """Train a FOMM keypoint detector on one video, self-supervised; returns the trained model.
 
     Writes ``checkpoint.pt`` (atomically, with its config and where the model looks) and
     ``preview.png`` into ``out_dir``. ``steps``/``minutes``/``seed`` override the config; ``crop``
-    fixes one box ``x0, y0, x1, y1`` for every frame. With ``resume``, training continues from
-    ``out_dir/checkpoint.pt`` with that checkpoint's config. A trained checkpoint already in
-    ``out_dir`` is never replaced unless ``resume`` or ``overwrite`` is set.
+    fixes one box ``x0, y0, x1, y1`` for every frame. A trained checkpoint already in ``out_dir``
+    is never replaced unasked: ``existing="resume"`` continues it (with its config),
+    ``existing="overwrite"`` replaces it.
     """
     out_dir, video = Path(out_dir), Path(video)
-    config, resumed = _run_config(out_dir / "checkpoint.pt", config, resume, overwrite,
+    config, resumed = _run_config(out_dir / "checkpoint.pt", config, existing,
                                   {"steps": steps, "minutes": minutes, "seed": seed})
     start_step = resumed.step if resumed is not None else 0
     if config.train.num_threads > 0:

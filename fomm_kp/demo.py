@@ -112,7 +112,7 @@ def run_demo(
     if minutes is None and steps is None:
         minutes, steps = DEMO_MINUTES, DEMO_MAX_STEPS
     model = train_fn(video, out_dir, config="cpu", steps=steps if steps is not None else DEMO_MAX_STEPS,
-                     minutes=minutes if minutes is not None else 0.0, overwrite=True)
+                     minutes=minutes if minutes is not None else 0.0, existing="overwrite")
     tracks = track_fn(video, model, out=out_dir / "tracks.npz", overlay=out_dir / "overlay.mp4")
     save_tracks(tracks, out_dir / "tracks.csv")
     written = {

@@ -207,5 +207,5 @@ def test_train_never_replaces_a_checkpoint_unasked(disc_clip: SyntheticClip, tmp
     with pytest.raises(FommError, match="already holds a trained model"):
         api.train(disc_clip.path, out, config="tiny", steps=1)
     with pytest.raises(FommError, match="keeps its checkpoint's config"):
-        api.train(disc_clip.path, out, config="tiny", steps=1, resume=True)
+        api.train(disc_clip.path, out, config="tiny", steps=1, existing="resume")
     assert (out / "checkpoint.pt").read_bytes() == b"earlier run"

@@ -62,11 +62,12 @@ def train(
     box = _parse_box(crop)
     probe(video)
     checkpoint = out / "checkpoint.pt"
-    api.check_out_dir(checkpoint, resume, overwrite, config is not None)
+    existing = "resume" if resume else "overwrite" if overwrite else "refuse"
+    api.check_out_dir(checkpoint, existing, config is not None)
     loaded = None if resume else load_config(config)
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
-                                    device=device, resume=resume, overwrite=overwrite)
+                                    device=device, existing=existing)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
                           f"continue with: fomm-kp train {video} --out {out} --resume") from None

@@ -146,7 +146,7 @@ def test_resume_continues_the_step_count(tmp_path: Path, disc_clip: SyntheticCli
     assert step_2 == 2 and meta_2["num_training_frames"] == 24
     assert (out / "preview.png").is_file()
 
-    resumed = api.train(disc_clip.path, out, steps=3, resume=True, device="cpu")
+    resumed = api.train(disc_clip.path, out, steps=3, existing="resume", device="cpu")
     assert resumed.step == 3
     config_3, states_3, step_3, _ = read_checkpoint(out / "checkpoint.pt")
     assert step_3 == 3 and config_3.train.steps == 3
@@ -161,12 +161,12 @@ def test_resume_continues_the_step_count(tmp_path: Path, disc_clip: SyntheticCli
             assert (value - states_2["detector"][key]).abs().max() <= 3 * lr, key
 
     with pytest.raises(FommError, match="nothing to do"):
-        api.train(disc_clip.path, out, steps=3, resume=True, device="cpu")
+        api.train(disc_clip.path, out, steps=3, existing="resume", device="cpu")
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path: Path, disc_clip: SyntheticClip) -> None:
     with pytest.raises(FommError, match="checkpoint not found"):
-        api.train(disc_clip.path, tmp_path / "empty", resume=True)
+        api.train(disc_clip.path, tmp_path / "empty", existing="resume")
     assert not (tmp_path / "empty").exists()
 
 
