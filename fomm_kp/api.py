@@ -27,7 +27,8 @@ from fomm_kp.localize.crop_rule import training_crops
 from fomm_kp.models import FOMM
 from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model, choose_device, load_model, track
-from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
+from fomm_kp.localize.background import estimate_background
+from fomm_kp.training.dataset import FramePairs, TrainingFrames, foreground_masks, load_training_frames
 from fomm_kp.training.trainer import Trainer
 
 __all__ = ["train", "load_model", "track", "EXISTING"]
@@ -121,7 +122,11 @@ def train(
     device = choose_device(device)
     started = time.monotonic()
     located, settings = training_crops(video, config.data, crop)
-    data = load_training_frames(video, config.model.image_size, config.train.max_frames, located)
+    data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
+    if config.loss.foreground > 0:
+        scene = estimate_background(video, config.data.localize_config()).scene()
+        data = dataclasses.replace(data, masks=foreground_masks(data, scene))
+        log.info("foreground prior: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
     log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
     config = _orientation(config, settings)
     network = FOMM(config.model)

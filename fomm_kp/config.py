@@ -73,10 +73,12 @@ class DetectorConfig:
     num_blocks: int = 4  # hourglass depth (down/up blocks)
     temperature: float = 0.1  # spatial-softmax temperature
     estimate_jacobian: bool = True
+    head_kernel: int = 7  # kernel of the heatmap and jacobian heads (FOMM: 7; 3 costs 5x less)
 
     def __post_init__(self) -> None:
         check(self, num_keypoints=integer(1), input_size=SIZE, block_expansion=WIDTH, max_features=WIDTH,
-              num_blocks=integer(1, 8), temperature=number(above=0.0), estimate_jacobian=flag())
+              num_blocks=integer(1, 8), temperature=number(above=0.0), estimate_jacobian=flag(),
+              head_kernel=one_of(1, 3, 5, 7, 9))
         _halvings(self, "input_size", self.num_blocks)
 
 
@@ -124,6 +126,13 @@ class ModelConfig:
         check(self, image_size=SIZE, num_channels=one_of(3))
         _halvings(self, "image_size", self.generator.num_down_blocks)
 
+    @property
+    def frame_size(self) -> int:
+        """Side of the frames a training step and the detector are given. The detector may look at
+        finer frames than the generator reconstructs (``detector.input_size`` > ``image_size``):
+        each network resizes its input to its own size."""
+        return max(self.image_size, self.detector.input_size)
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -147,12 +156,15 @@ class LossConfig:
     # (dlc-openfield: regression error 13.9 → 9.4–10.2 px with it; docs/keypoint_accuracy.md).
     separation: float = 1.0
     separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
+    # Foreground prior (0: off): heatmap mass on pixels that match the static scene (the median of
+    # the clip) is penalised, so that keypoints sit on the subject and its moving parts.
+    foreground: float = 0.0
 
     def __post_init__(self) -> None:
         check(self, scales=each(number(above=0.0, high=1.0)), l1=WEIGHT, ssim=WEIGHT, motion_weight=WEIGHT,
               equivariance_value=WEIGHT, equivariance_jacobian=WEIGHT, rotation_equivariance=WEIGHT,
               perceptual=WEIGHT, perceptual_weights=text(), background_prior=WEIGHT, separation=WEIGHT,
-              separation_sigma=number(above=0.0))
+              separation_sigma=number(above=0.0), foreground=WEIGHT)
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if self.perceptual > 0 and not self.perceptual_weights:
             refuse(self, "perceptual_weights", "the path of local VGG-19 weights when perceptual > 0")

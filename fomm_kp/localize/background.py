@@ -15,7 +15,7 @@ import numpy as np
 
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
-from fomm_kp.video import iter_frames, probe
+from fomm_kp.video import iter_frames, probe, resize_frame
 
 __all__ = ["Background", "work_factor", "reduce_frame", "background_from_frames", "sample_reduced", "estimate_background"]
 
@@ -42,6 +42,12 @@ class Background:
     frame_height: int
     samples: np.ndarray | None = None
     source: str = ""
+
+    def scene(self) -> np.ndarray:
+        """The empty scene at the frames' own resolution: uint8 ``(H, W, 3)``, enlarged from work
+        resolution (smooth: finer detail than a work pixel is not known)."""
+        image = np.clip(np.round(self.image), 0, 255).astype(np.uint8)
+        return resize_frame(image, (self.frame_width, self.frame_height))
 
 
 def work_factor(width: int, height: int, config: LocalizeConfig) -> int:

@@ -10,7 +10,7 @@ from torch import nn
 from fomm_kp.config import ModelConfig
 from fomm_kp.models.dense_motion import BackgroundMotion, DenseMotionNetwork, MotionOutput
 from fomm_kp.models.generator import Generator
-from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointOutput
+from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointOutput, resize_images
 
 __all__ = ["FOMM", "Reconstruction"]
 
@@ -25,7 +25,12 @@ class Reconstruction(NamedTuple):
 
 
 class FOMM(nn.Module):
-    """Reconstructs the driving frame from the source frame through keypoints and local affines."""
+    """Reconstructs the driving frame from the source frame through keypoints and local affines.
+
+    Frames may be given at any size: the detector, the dense-motion network and the background
+    motion resize them to their own input sizes, and the generator reconstructs at ``image_size``
+    (so the detector can look at finer frames than are reconstructed: ``config.frame_size``).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -47,7 +52,7 @@ class FOMM(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, MotionOutput]:
         """Render ``source`` moved from ``kp_source`` to ``kp_driving`` → (prediction, deformed, motion)."""
         motion = self.dense_motion(source, kp_source, kp_driving, background)
-        out = self.generator(source, motion.flow, motion.occlusion)
+        out = self.generator(resize_images(source, self.config.image_size), motion.flow, motion.occlusion)
         return out.prediction, out.deformed, motion
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> Reconstruction:

@@ -65,9 +65,10 @@ class KeypointDetector(nn.Module):
         self.config = config
         k = config.num_keypoints
         self.hourglass = Hourglass(num_channels, config.block_expansion, config.num_blocks, config.max_features)
-        self.heatmap_head = nn.Conv2d(self.hourglass.out_channels, k, kernel_size=7, padding=3)
+        kernel = config.head_kernel
+        self.heatmap_head = nn.Conv2d(self.hourglass.out_channels, k, kernel_size=kernel, padding=kernel // 2)
         if config.estimate_jacobian:
-            self.jacobian_head = nn.Conv2d(self.hourglass.out_channels, 4 * k, kernel_size=7, padding=3)
+            self.jacobian_head = nn.Conv2d(self.hourglass.out_channels, 4 * k, kernel_size=kernel, padding=kernel // 2)
             nn.init.zeros_(self.jacobian_head.weight)
             with torch.no_grad():
                 self.jacobian_head.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]).repeat(k))

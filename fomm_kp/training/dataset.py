@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.localize.crop_rule import SubjectCrops
 from fomm_kp.video import crop_frame, iter_frames, probe, resize_frame
 
-__all__ = ["TrainingFrames", "load_training_frames", "FramePairs"]
+__all__ = ["TrainingFrames", "load_training_frames", "foreground_masks", "FramePairs", "Pair"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,38 @@ class TrainingFrames:
     boxes: np.ndarray
     fps: float
     video: str
+    masks: np.ndarray | None = None  # uint8 (T, S, S): 1 where a frame differs from the static scene
 
+
+def foreground_masks(data: TrainingFrames, scene: np.ndarray, min_contrast: float = 12.0,
+                     sigmas: float = 6.0) -> np.ndarray:
+    """uint8 ``(T, S, S)``: 1 where a training frame differs from the static ``scene`` (uint8
+    ``(H, W, 3)``, the empty frame at video resolution) cut by the same box, grown by one pixel.
+
+    A pixel is foreground when its mean absolute difference over the colour channels exceeds the
+    frame's median difference plus ``sigmas`` robust standard deviations (MAD), and at least
+    ``min_contrast`` grey levels: the subject where it differs from the empty scene, and the parts
+    of a whole-frame subject that move.
+    """
+    size = data.frames.shape[1]
+    masks = np.zeros(data.frames.shape[:3], dtype=np.uint8)
+    scenes: dict[tuple[float, ...], np.ndarray] = {}
+    for i, (frame, box) in enumerate(zip(data.frames, data.boxes)):
+        key = tuple(np.round(box, 3))
+        if key not in scenes:
+            if len(scenes) > 256:  # boxes that follow a subject rarely repeat: keep memory bounded
+                scenes.clear()
+            scenes[key] = resize_frame(np.ascontiguousarray(crop_frame(scene, box)), size).astype(np.float32)
+        difference = np.abs(frame.astype(np.float32) - scenes[key]).mean(axis=2)
+        median = float(np.median(difference))
+        spread = 1.4826 * float(np.median(np.abs(difference - median)))
+        found = np.pad(difference > max(min_contrast, median + sigmas * spread), 1)
+        grown = np.zeros((size, size), dtype=bool)
+        for dy in range(3):
+            for dx in range(3):
+                grown |= found[dy : dy + size, dx : dx + size]
+        masks[i] = grown
+    return masks
 
 def load_training_frames(video: str | os.PathLike, size: int, max_frames: int,
                          crops: SubjectCrops | None = None) -> TrainingFrames:
@@ -69,6 +101,15 @@ def load_training_frames(video: str | os.PathLike, size: int, max_frames: int,
     return TrainingFrames(np.stack(frames), np.asarray(indices, dtype=np.int64), np.stack(used), info.fps, str(video))
 
 
+class Pair(NamedTuple):
+    """A batch of pairs: ``source``, ``driving`` float ``(B, 3, S, S)`` in [0, 1]; ``masks`` float
+    ``(2B, 1, S, S)`` (source masks, then driving masks; 1 = foreground) or None."""
+
+    source: torch.Tensor
+    driving: torch.Tensor
+    masks: torch.Tensor | None = None
+
+
 class FramePairs:
     """Draws batches of (source, driving) pairs ``(B, 3, S, S)`` float in [0, 1] with augmentation.
 
@@ -85,6 +126,7 @@ class FramePairs:
         rotate90: bool = False, flip_vertical: bool = False,
     ) -> None:
         self.frames = torch.from_numpy(data.frames)  # uint8 (T, S, S, 3)
+        self.masks = None if data.masks is None else torch.from_numpy(data.masks)  # uint8 (T, S, S)
         count = len(self.frames)
         if count < 2:
             raise FommError(f"{count} training frame(s) of {data.video}: pairs need at least 2")
@@ -112,25 +154,31 @@ class FramePairs:
         swap = self.rng.random(batch_size) < 0.5
         return np.where(swap, later, earlier), np.where(swap, earlier, later)
 
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, batch_size: int) -> Pair:
         first, second = self.sample_indices(batch_size)
         source = self.frames[first].permute(0, 3, 1, 2).float() / 255
         driving = self.frames[second].permute(0, 3, 1, 2).float() / 255
+        # Masks travel with their frames through the same flips and turns.
+        images = [source, driving]
+        if self.masks is not None:
+            images += [self.masks[first].unsqueeze(1).float(), self.masks[second].unsqueeze(1).float()]
         if self.flip:
             flips = torch.from_numpy(self.rng.random(batch_size) < 0.5)
-            source[flips] = source[flips].flip(self.flip_dim)
-            driving[flips] = driving[flips].flip(self.flip_dim)
+            for x in images:
+                x[flips] = x[flips].flip(self.flip_dim)
         if self.rotate90:
             turns = self.rng.integers(0, 4, size=batch_size)
             for k in range(1, 4):
                 chosen = torch.from_numpy(turns == k)
                 if chosen.any():
-                    source[chosen] = source[chosen].rot90(k, dims=(-2, -1))
-                    driving[chosen] = driving[chosen].rot90(k, dims=(-2, -1))
+                    for x in images:
+                        x[chosen] = x[chosen].rot90(k, dims=(-2, -1))
+        source, driving = images[0], images[1]
+        masks = torch.cat(images[2:]) if self.masks is not None else None
         if self.color_jitter > 0:
             j = self.color_jitter
             brightness = torch.from_numpy(self.rng.uniform(-j, j, size=(batch_size, 1, 1, 1))).float()
             contrast = torch.from_numpy(self.rng.uniform(1 - j, 1 + j, size=(batch_size, 1, 1, 1))).float()
             source = ((source - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
             driving = ((driving - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
-        return source, driving
+        return Pair(source, driving, masks)

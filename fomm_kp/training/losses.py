@@ -15,11 +15,11 @@ from fomm_kp.config import Config
 from fomm_kp.errors import FommError
 from fomm_kp.geometry import RandomWarp, inverse_2x2
 from fomm_kp.models.fomm import FOMM, Reconstruction
-from fomm_kp.models.keypoint_detector import KeypointOutput
+from fomm_kp.models.keypoint_detector import KeypointOutput, resize_images
 
 __all__ = [
     "ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "rotation_equivariance_loss",
-    "separation_loss", "VGG19Perceptual", "objective",
+    "separation_loss", "foreground_loss", "VGG19Perceptual", "objective",
 ]
 
 
@@ -71,6 +71,15 @@ def reconstruction_loss(
         if ssim > 0 and min(p.shape[-2:]) >= 4:
             total = total + ssim * (w * (1 - ssim_map(p, t)).clamp(0, 2) / 2).mean() / norm
     return total
+
+
+def foreground_loss(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean heatmap mass outside the foreground: ``heatmaps`` ``(B, K, h, w)`` (each sums to 1),
+    ``masks`` ``(B, 1, H, W)`` in [0, 1] (1 = foreground). Frames with an empty mask do not count."""
+    masks = F.interpolate(masks.float(), size=heatmaps.shape[-2:], mode="area")
+    outside = (heatmaps.float() * (1.0 - masks)).sum(dim=(2, 3)).mean(dim=1)  # (B,)
+    usable = (masks.amax(dim=(1, 2, 3)) > 0).float()
+    return (outside * usable).sum() / usable.sum().clamp_min(1.0)
 
 
 def separation_loss(keypoints: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -180,18 +189,22 @@ class VGG19Perceptual(nn.Module):
 def objective(
     network: FOMM, out: Reconstruction, source: torch.Tensor, driving: torch.Tensor, config: Config,
     generator: torch.Generator | None = None, perceptual: VGG19Perceptual | None = None,
+    masks: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weighted loss terms of one training step, by name (their sum is minimised).
 
     ``out`` is ``network(source, driving)``; ``generator`` draws the equivariance warps; ``perceptual``
-    is given when ``config.loss.perceptual > 0``.
+    is given when ``config.loss.perceptual > 0``; ``masks`` ``(2B, 1, S, S)`` (foreground of the
+    source frames, then of the driving frames) when ``config.loss.foreground > 0``.
     """
     loss = config.loss
-    weights = motion_weights(source, driving, loss.motion_weight)
     prediction = out.prediction.float()
-    terms = {"reconstruction": reconstruction_loss(prediction, driving, weights, loss.scales, loss.l1, loss.ssim)}
+    # The reconstruction is compared at its own size (the detector may have seen finer frames).
+    small_source, small_driving = (resize_images(x, prediction.shape[-1]) for x in (source, driving))
+    weights = motion_weights(small_source, small_driving, loss.motion_weight)
+    terms = {"reconstruction": reconstruction_loss(prediction, small_driving, weights, loss.scales, loss.l1, loss.ssim)}
     if perceptual is not None:
-        terms["perceptual"] = loss.perceptual * perceptual(prediction, driving)
+        terms["perceptual"] = loss.perceptual * perceptual(prediction, small_driving)
     if loss.equivariance_value > 0 or loss.equivariance_jacobian > 0:
         value, jacobian = equivariance_losses(network.detector, driving, out.kp_driving, generator)
         terms["equivariance"] = loss.equivariance_value * value
@@ -200,6 +213,9 @@ def objective(
     if config.data.any_orientation == "on" and loss.rotation_equivariance > 0:
         terms["rotation_equivariance"] = loss.rotation_equivariance * rotation_equivariance_loss(
             network.detector, driving, out.kp_driving.keypoints, generator)
+    if loss.foreground > 0 and masks is not None:
+        heatmaps = torch.cat([out.kp_source.heatmaps, out.kp_driving.heatmaps])
+        terms["foreground"] = loss.foreground * foreground_loss(heatmaps, masks)
     if loss.separation > 0:
         points = torch.cat([out.kp_source.keypoints, out.kp_driving.keypoints]).float()
         terms["separation"] = loss.separation * separation_loss(points, loss.separation_sigma)

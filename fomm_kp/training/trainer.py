@@ -24,10 +24,12 @@ from fomm_kp.files import atomic_write
 from fomm_kp.geometry import to_pixels
 from fomm_kp.images import images_to_frames
 from fomm_kp.models import FOMM
+from fomm_kp.models.keypoint_detector import resize_images
 from fomm_kp.progress import Progress
-from fomm_kp.training.dataset import FramePairs
+from fomm_kp.training.dataset import FramePairs, Pair
 from fomm_kp.training.loop import Loop, deferred_interrupt, optimise
 from fomm_kp.training.losses import VGG19Perceptual, objective
+from fomm_kp.video import resize_frame
 from fomm_kp.viz import draw_keypoints, image_row
 
 __all__ = ["Trainer", "TrainingInterrupted", "autocast_context"]
@@ -66,15 +68,17 @@ class Trainer:
         loss = config.loss
         self.perceptual = VGG19Perceptual(loss.perceptual_weights).to(device) if loss.perceptual > 0 else None
         self.last_losses: dict[str, float] = {}
-        self._fixed_pair: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._fixed_pair: Pair | None = None
 
     def step(self) -> dict[str, float]:
         """One optimisation step on a fresh batch of pairs; returns the loss terms."""
         self.model.train()
-        source, driving = (t.to(self.device) for t in self.pairs.sample(self.config.train.batch_size))
+        pair = self.pairs.sample(self.config.train.batch_size)
+        source, driving = pair.source.to(self.device), pair.driving.to(self.device)
+        masks = None if pair.masks is None else pair.masks.to(self.device)
         with autocast_context(self.device, self.config.train.mixed_precision):
             out = self.model(source, driving)
-            terms = objective(self.model, out, source, driving, self.config, self.generator, self.perceptual)
+            terms = objective(self.model, out, source, driving, self.config, self.generator, self.perceptual, masks)
         self.last_losses = optimise(self.optimizer, terms, self.step_count)
         self.step_count += 1
         return self.last_losses
@@ -118,11 +122,12 @@ class Trainer:
             state = self.pairs.rng.bit_generator.state
             self._fixed_pair = self.pairs.sample(4)
             self.pairs.rng.bit_generator.state = state  # previews must not change the training draws
-        source, driving = (t.to(self.device) for t in self._fixed_pair)
+        source, driving = (t.to(self.device) for t in self._fixed_pair[:2])
         self.model.eval()
         out = self.model(source, driving)
         self.model.train()
-        size = source.shape[-1]
+        size = self.config.model.image_size
+        source, driving = (resize_images(x, size) for x in (source, driving))
         rows = []
         columns = zip(*(images_to_frames(images) for images in (source, driving, out.deformed, out.prediction)))
         for i, (s, d, w, p) in enumerate(columns):
@@ -137,6 +142,8 @@ class Trainer:
         """PNG: the first training frame animated by five others (:func:`fomm_kp.animation.transfer.animation_grid`)."""
         frames = self.pairs.frames.numpy()
         picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)
+        frames = np.stack([resize_frame(frames[i], self.config.model.image_size) for i in picks])
+        picks = np.arange(len(picks))
         self.model.eval()
         grid = animation_grid(self.model, frames[picks[0]], frames[picks[1:]])
         self.model.train()

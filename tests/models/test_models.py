@@ -234,3 +234,17 @@ def test_warp_of_a_coarse_translation_flow_shifts_the_image() -> None:
     flow = coordinate_grid(8, 8).unsqueeze(0) + torch.tensor([2 * shift_pixels / 32, 0.0])
     shifted = warp(source, flow)  # shifted(z) = source(z + d)
     assert torch.allclose(shifted[..., :-shift_pixels], source[..., shift_pixels:], atol=1e-5)
+
+
+def test_detector_may_look_at_finer_frames_than_the_generator_reconstructs() -> None:
+    """detector.input_size 64 with image_size 32: frames come at frame_size 64, the reconstruction is 32 px."""
+    model = builtin_config("tiny").model
+    config = dataclasses.replace(model, image_size=32, detector=dataclasses.replace(
+        model.detector, input_size=64, head_kernel=3))
+    assert config.frame_size == 64
+    network = FOMM(config)
+    frames = torch.rand(2, 3, 64, 64)
+    out = network(frames, frames.flip(-1))
+    assert out.prediction.shape == (2, 3, 32, 32)
+    assert out.kp_source.heatmaps.shape[-1] == 64
+    assert torch.isfinite(out.prediction).all()

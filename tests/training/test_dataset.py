@@ -61,7 +61,7 @@ def test_one_frame_is_an_error() -> None:
 def test_batches_are_full_even_for_a_two_frame_clip(batch_size: int) -> None:
     pairs = FramePairs(frames_of(2), 1, 30, flip=True, color_jitter=0.1)
     for _ in range(3):
-        source, driving = pairs.sample(batch_size)
+        source, driving, _ = pairs.sample(batch_size)
         assert source.shape == driving.shape == (batch_size, 3, 8, 8)
         assert source.dtype == torch.float32
         assert (source >= 0).all() and (source <= 1).all()
@@ -82,7 +82,7 @@ def _pattern_pairs(count: int, pattern_seed: int, step: int, **augment):
     state = pairs.rng.bit_generator.state
     first, second = pairs.sample_indices(64)
     pairs.rng.bit_generator.state = state  # sample() draws the same indices first
-    source, driving = pairs.sample(64)
+    source, driving, _ = pairs.sample(64)
     return first, second, source, driving, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
 
 
@@ -108,7 +108,7 @@ def test_color_jitter_is_shared_by_the_pair() -> None:
     data = frames_of(4)
     data = TrainingFrames(np.full_like(data.frames, 128), data.frame_indices, data.boxes, 25.0, "x")
     pairs = FramePairs(data, 1, 3, flip=False, color_jitter=0.3, seed=0)
-    source, driving = pairs.sample(32)
+    source, driving, _ = pairs.sample(32)
     assert torch.allclose(source, driving)  # identical frames stay identical after jitter
     assert source.std(dim=0).max() > 0.01  # but the jitter differs between pairs
 
@@ -156,3 +156,44 @@ def test_quarter_turns_rotate_both_frames_of_a_pair_alike() -> None:
         assert torch.allclose(driving[b], as_image[second[b]].rot90(turns[0], dims=(-2, -1)))
         seen.add(turns[0])
     assert seen == {0, 1, 2, 3}
+
+
+def test_foreground_masks_find_the_subject_and_travel_with_their_frames() -> None:
+    """A bright square on a dark textured scene: the mask covers it (grown by a pixel) and nothing
+    else, and flips/turns of a pair apply to its masks exactly as to its frames."""
+    from fomm_kp.training.dataset import foreground_masks
+
+    rng = np.random.default_rng(0)
+    scene = (rng.random((40, 40, 3)) * 30).astype(np.uint8)
+    frames, truth = [], []
+    for i in range(12):
+        frame = scene.copy()
+        x = 4 + 2 * i
+        frame[10:18, x : x + 8] = 220
+        frames.append(frame)
+        inside = np.zeros((40, 40), bool)
+        inside[10:18, x : x + 8] = True
+        truth.append(inside)
+    data = TrainingFrames(np.stack(frames), np.arange(12), np.tile([0.0, 0.0, 40.0, 40.0], (12, 1)), 25.0, "synthetic")
+    masks = foreground_masks(data, scene)
+    for mask, inside in zip(masks.astype(bool), truth):
+        assert mask[inside].all()  # the subject is foreground
+        near = np.zeros_like(inside)
+        padded = np.pad(inside, 1)
+        for dy in range(3):
+            for dx in range(3):
+                near |= padded[dy : dy + 40, dx : dx + 40]
+        assert not mask[~near].any()  # and nothing farther than one pixel from it
+    paired = FramePairs(TrainingFrames(data.frames, data.frame_indices, data.boxes, 25.0, "synthetic", masks),
+                        1, 3, flip=True, color_jitter=0.0, seed=3, rotate90=True)
+    for _ in range(5):
+        pair = paired.sample(8)
+        assert pair.masks.shape == (16, 1, 40, 40)
+        for images, masks_half in ((pair.source, pair.masks[:8]), (pair.driving, pair.masks[8:])):
+            bright = images.mean(dim=1, keepdim=True) > 0.6  # the square, wherever flips and turns took it
+            assert torch.equal(bright & (masks_half > 0), bright)
+
+
+def test_pairs_without_masks_have_none() -> None:
+    pair = FramePairs(frames_of(6), 1, 2, flip=True, color_jitter=0.1, seed=0).sample(3)
+    assert pair.masks is None and pair.source.shape == (3, 3, 8, 8)

@@ -182,3 +182,19 @@ def test_separation_loss_is_high_for_collapsed_keypoints_and_pushes_them_apart()
     points = torch.tensor([[[0.0, 0.0], [0.05, 0.0]]], requires_grad=True)
     separation_loss(points, 0.1).backward()
     assert points.grad[0, 0, 0] > 0 and points.grad[0, 1, 0] < 0  # descent moves them apart
+
+
+def test_foreground_loss_is_the_heatmap_mass_outside_the_mask() -> None:
+    from fomm_kp.training.losses import foreground_loss
+
+    heatmaps = torch.zeros(2, 3, 8, 8)
+    heatmaps[:, :, 2, 2] = 1.0  # every keypoint at pixel (2, 2)
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[0, :, 4:6, 4:6] = 1.0  # frame 0: foreground exactly under the keypoints (8 -> 16 px)
+    masks[1, :, 12:, 12:] = 1.0  # frame 1: foreground elsewhere
+    assert torch.isclose(foreground_loss(heatmaps, masks), torch.tensor(0.5))
+    empty = torch.zeros(2, 1, 16, 16)
+    assert foreground_loss(heatmaps, empty) == 0  # frames without foreground do not count
+    heatmaps.requires_grad_(True)
+    foreground_loss(heatmaps, masks).backward()
+    assert heatmaps.grad[1].abs().sum() > 0 and heatmaps.grad[0, :, 2, 2].abs().sum() == 0
