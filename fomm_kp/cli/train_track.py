@@ -13,9 +13,12 @@ from fomm_kp.cli.app import app, console, progress_bar, results
 from fomm_kp.config import load_config
 from fomm_kp.errors import FommError, Interrupted
 from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
 from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
+from fomm_kp.tracks.overlay import write_overlay
+from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
@@ -90,6 +93,7 @@ def track(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", help="torch, onnx (ONNX Runtime), tensorrt, or auto: onnx for students on the CPU, else torch."),
     engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
+    smooth: int = typer.Option(0, min=0, help="Smooth keypoints over this many frames (odd, >= 3; confidence-weighted local quadratic fit); 0: off."),
 ) -> None:
     """Track keypoints through a video with a trained detector (teacher or distilled student)."""
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
@@ -97,6 +101,7 @@ def track(
     if localize not in (None, "on", "off", "auto"):
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
     box = _parse_box(crop)
+    smoothing = Smoothing(window=smooth) if smooth else None
     for path, kind, suffixes in ((out, "--out", WRITABLE_TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
                                  (overlay, "--overlay", WRITABLE_VIDEO_SUFFIXES)):
         if path is not None and path.suffix.lower() not in suffixes:
@@ -106,12 +111,22 @@ def track(
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
-    tracks = track_with_progress(video, model, out=out, overlay=overlay, crop=box, localize=localize,
-                                 frames=FrameRange(start, stop, stride), batch_size=batch_size)
+    # With smoothing, the tracks are smoothed before anything is written, and the overlay drawn from them.
+    tracks = track_with_progress(video, model, out=None if smoothing else out, overlay=None if smoothing else overlay,
+                                 crop=box, localize=localize, frames=FrameRange(start, stop, stride),
+                                 batch_size=batch_size)
+    if smoothing is not None:
+        tracks = smooth_tracks(tracks, smoothing)
+        save_tracks(tracks, out)
+        if overlay is not None:
+            with console.status("drawing the overlay"):
+                write_overlay(tracks, video, overlay)
     if csv is not None:
         save_tracks(tracks, csv)
+    where = OnSubject.from_data(tracks.metadata.get("on_subject", {}))
     console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
-                  + (f", overlay {overlay}" if overlay else ""))
+                  + (f", overlay {overlay}" if overlay else "") + (f" (smoothed over {smooth} frames)" if smooth else "")
+                  + f"; {where.describe()}")
 
 
 @app.command()

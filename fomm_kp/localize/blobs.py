@@ -18,7 +18,7 @@ from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
 from fomm_kp.localize.background import Background, reduce_frame
 
-__all__ = ["Blob", "find_subject", "find_in_reduced", "blob_moments"]
+__all__ = ["Blob", "find_subject", "find_in_reduced", "blob_moments", "foreground_mask", "foreground_mask_and_difference"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +66,7 @@ def _check_background(frame: np.ndarray, background: Background) -> None:
         )
 
 
-def _foreground(reduced: np.ndarray, background: Background, config: LocalizeConfig) -> tuple[np.ndarray, np.ndarray]:
+def foreground_mask_and_difference(reduced: np.ndarray, background: Background, config: LocalizeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Difference image (h, w) and cleaned foreground mask (h, w) at work resolution."""
     diff = np.abs(reduced - background.image).max(axis=2)
     median = float(np.median(diff))
@@ -76,6 +76,11 @@ def _foreground(reduced: np.ndarray, background: Background, config: LocalizeCon
     if config.opening_radius > 0:
         mask = binary_opening(mask, structure=disk(config.opening_radius))
     return diff, mask
+
+
+def foreground_mask(reduced: np.ndarray, background: Background, config: LocalizeConfig) -> np.ndarray:
+    """bool ``(h, w)``: where a reduced frame differs from the background (cleaned), work resolution."""
+    return foreground_mask_and_difference(reduced, background, config)[1]
 
 
 def _components(mask: np.ndarray, diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -119,7 +124,7 @@ def find_in_reduced(
 ) -> Blob | None:
     """:func:`find_subject` on a frame already reduced by ``background.factor``."""
     f = background.factor
-    diff, mask = _foreground(reduced, background, config)
+    diff, mask = foreground_mask_and_difference(reduced, background, config)
     labels, area, mass, cx, cy = _components(mask, diff)
     min_area = config.min_area_fraction * background.frame_width * background.frame_height / (f * f)
     candidates = [i for i in range(1, len(area)) if area[i] >= max(min_area, 1.0)]

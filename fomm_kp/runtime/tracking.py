@@ -3,11 +3,14 @@
 The video is streamed in batches (constant memory whatever its length); each frame is cut where the
 model looks (:func:`fomm_kp.localize.crop_rule.model_crops`), the detector runs on the batch, and the
 keypoints go back to the pixels of the original frame. Frames where a localised subject was not
-found get NaN keypoints and score 0.
+found get NaN keypoints and score 0. Where the keypoints sit is judged on the way, from frames spread
+over the video (:class:`fomm_kp.localize.foreground.OnSubjectSampler`), and kept in the tracks'
+``metadata["on_subject"]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -17,6 +20,7 @@ import numpy as np
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.localize.crop_rule import model_crops
+from fomm_kp.localize.foreground import OnSubjectSampler
 from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
@@ -101,11 +105,13 @@ def track(
     box_of = None if located is None else located.box_of()
     overlay_video = None if overlay is None else TrailOverlay(overlay, info.fps / frames.stride, model.num_keypoints, trail)
     rows = _Rows()
+    where = OnSubjectSampler(total, info.width, info.height, model.config.data.localize_config())
     try:
         stream = iter_frames(video, start=frames.start, stop=frames.stop, stride=frames.stride)
         for batch in batched(stream, batch_size):
             keypoints = _detect(model, batch, box_of, whole, rows)
             for (_, frame), points in zip(batch, keypoints):
+                where.add(frame, points)
                 if overlay_video is not None:
                     overlay_video.add(frame, points)
             report(progress, len(rows.frame_indices), total, "tracking")
@@ -117,7 +123,8 @@ def track(
         overlay_video.close()
     if not rows.frame_indices:
         raise FommError(f"no frames read from {video}")
-    result = rows.tracks(info.fps, video, model.num_keypoints)
+    result = dataclasses.replace(rows.tracks(info.fps, video, model.num_keypoints),
+                                 metadata={"on_subject": where.result().to_data()})
     if out is not None:
         save_tracks(result, out)
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class Tracks:
         video: path of the source video ("" when unknown).
         keypoint_names: K names.
         subject_names: N names.
+        metadata: how the tracks were made, as plain data (JSON types): e.g. ``smoothing``.
     """
 
     keypoints: np.ndarray
@@ -47,6 +48,7 @@ class Tracks:
     video: str = ""
     keypoint_names: tuple[str, ...] = field(default=())
     subject_names: tuple[str, ...] = field(default=())
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         kp = np.asarray(self.keypoints, dtype=np.float32)
@@ -79,6 +81,7 @@ class Tracks:
         object.__setattr__(self, "subject_names", subjects)
         object.__setattr__(self, "fps", float(self.fps))
         object.__setattr__(self, "video", str(self.video))
+        object.__setattr__(self, "metadata", dict(self.metadata))
 
     @property
     def num_frames(self) -> int:
@@ -107,6 +110,7 @@ class Tracks:
             video=self.video,
             keypoint_names=self.keypoint_names,
             subject_names=self.subject_names,
+            metadata=self.metadata,
         )
 
 

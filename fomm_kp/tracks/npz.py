@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def _write_npz(tracks: Tracks, path: Path) -> None:
         "video": np.str_(tracks.video),
         "keypoint_names": np.array(tracks.keypoint_names, dtype=np.str_),
         "subject_names": np.array(tracks.subject_names, dtype=np.str_),
+        "metadata": np.str_(json.dumps(tracks.metadata)),
     }
     if tracks.jacobians is not None:
         arrays["jacobians"] = tracks.jacobians
@@ -30,6 +32,16 @@ def _write_npz(tracks: Tracks, path: Path) -> None:
         arrays["covariances"] = tracks.covariances
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+
+
+def _metadata(data: np.lib.npyio.NpzFile) -> dict:
+    """The ``metadata`` JSON text of a tracks file (absent in files of older versions: empty)."""
+    if "metadata" not in data:
+        return {}
+    value = json.loads(str(data["metadata"]))
+    if not isinstance(value, dict):
+        raise ValueError("its metadata is not a JSON object")
+    return value
 
 
 def load_npz(path: str | os.PathLike) -> Tracks:
@@ -45,6 +57,7 @@ def load_npz(path: str | os.PathLike) -> Tracks:
                 video=str(data["video"]),
                 keypoint_names=tuple(str(s) for s in data["keypoint_names"]),
                 subject_names=tuple(str(s) for s in data["subject_names"]),
+                metadata=_metadata(data),
             )
     except (KeyError, ValueError, OSError) as exc:
         raise FommError(f"{path} is not a fomm_kp tracks file: {exc}") from exc

@@ -96,6 +96,28 @@ def test_track_command_with_crop(tmp_path: Path, disc_clip: SyntheticClip, train
     assert (keypoints[..., 1] >= 3.5).all() and (keypoints[..., 1] <= 35.5).all()
 
 
+def test_track_command_smooths_and_reports_where_keypoints_sit(tmp_path: Path, disc_clip: SyntheticClip,
+                                                                trained_checkpoint: Path, capsys, monkeypatch) -> None:
+    raw, smooth, overlay = tmp_path / "raw.npz", tmp_path / "smooth.npz", tmp_path / "smooth.mp4"
+    code, _, err = run_cli(["track", str(disc_clip.path), "-m", str(trained_checkpoint), "-o", str(raw)], capsys, monkeypatch)
+    assert code == 0, err
+    assert "on the subject:" in " ".join(err.split())  # the console may wrap the line
+    code, _, err = run_cli(["track", str(disc_clip.path), "-m", str(trained_checkpoint), "-o", str(smooth),
+                            "--overlay", str(overlay), "--smooth", "5"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "smoothed over 5 frames" in " ".join(err.split())
+    before, after = load_tracks(raw), load_tracks(smooth)
+    assert after.metadata["smoothing"]["window"] == 5 and "smoothing" not in before.metadata
+    assert 0.0 <= before.metadata["on_subject"]["share"] <= 1.0
+    steps = lambda t: np.abs(np.diff(t.keypoints, axis=0)).sum()  # noqa: E731
+    assert steps(after) < steps(before)
+    assert probe(overlay).num_frames == 24
+    code, _, err = run_cli(["track", str(disc_clip.path), "-m", str(trained_checkpoint), "-o", str(tmp_path / "x.npz"),
+                            "--smooth", "4"], capsys, monkeypatch)
+    assert_one_error_line(code, err, "window")
+    assert not (tmp_path / "x.npz").exists()
+
+
 @pytest.mark.slow
 def test_demo_command(tmp_path: Path, capsys, monkeypatch) -> None:
     """``fomm-kp demo --steps 2`` on the first 64 frames of the bundled sample, with labelled
