@@ -121,10 +121,10 @@ def train(
     np.random.seed(config.train.seed + start_step)
     device = choose_device(device)
     started = time.monotonic()
-    located, settings = training_crops(video, config.data, crop)
+    located, settings, background = training_crops(video, config.data, crop)
     data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
     if config.loss.foreground > 0:
-        scene = estimate_background(video, config.data.localize_config()).scene()
+        scene = (background or estimate_background(video, config.data.localize_config())).scene()
         data = dataclasses.replace(data, masks=foreground_masks(data, scene))
         log.info("foreground prior: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
     log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)

@@ -12,14 +12,54 @@ jacobians and covariances found in a crop all go back to the frame through it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from fomm_kp.errors import FommError
 
-__all__ = ["CropSettings", "check_box", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
+__all__ = ["Scene", "CropSettings", "check_box", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """The empty scene a localised model learnt against, at work resolution: ``image`` uint8
+    ``(h, w, 3)``, reduced by ``factor`` from ``frame_width`` × ``frame_height`` frames. Kept so that a
+    clip too short for a background of its own (a few frames of a behaviour) can be localised
+    against the training video's."""
+
+    image: np.ndarray
+    factor: int
+    frame_width: int
+    frame_height: int
+
+    def __post_init__(self) -> None:
+        image = np.asarray(self.image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
+            raise FommError(f"a scene must be a uint8 (h, w, 3) image, got {image.dtype} {image.shape}")
+        if self.factor < 1 or self.frame_width < 1 or self.frame_height < 1:
+            raise FommError("a scene needs a positive reduction factor and frame size")
+        object.__setattr__(self, "image", image)
+
+    def to_meta(self) -> dict[str, Any]:
+        """Plain data (the pixels as base64 text: checkpoints and ONNX metadata hold it as is)."""
+        return {"shape": list(self.image.shape), "factor": int(self.factor),
+                "frame_size": [int(self.frame_width), int(self.frame_height)],
+                "pixels": base64.b64encode(np.ascontiguousarray(self.image).tobytes()).decode("ascii")}
+
+    @classmethod
+    def from_meta(cls, data: Mapping[str, Any]) -> "Scene":
+        """Read it back: raw uint8 bytes of the stated shape, nothing else is decoded."""
+        try:
+            shape = tuple(int(v) for v in data["shape"])
+            raw = base64.b64decode(str(data["pixels"]), validate=True)
+            image = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+            width, height = (int(v) for v in data["frame_size"])
+            return cls(image.copy(), int(data["factor"]), width, height)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FommError(f"the model's stored scene is unreadable ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -32,6 +72,7 @@ class CropSettings:
         fixed_crop: one box ``(x0, y0, x1, y1)`` for every frame, or None.
         box_side: median side of the training crops in pixels (the localised box side).
         aligned: crops are turned to the subject's heading (a fifth box value).
+        scene: the empty scene of the training video (localised models), or None.
     Neither localised nor a fixed crop: the model sees whole frames.
     """
 
@@ -39,6 +80,7 @@ class CropSettings:
     fixed_crop: tuple[float, float, float, float] | None = None
     box_side: float = 0.0
     aligned: bool = False
+    scene: Scene | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.fixed_crop is not None:
@@ -55,14 +97,16 @@ class CropSettings:
             "fixed_crop": [float(v) for v in self.fixed_crop] if self.fixed_crop is not None else [],
             "box_side": float(self.box_side),
             "aligned": bool(self.aligned),
+            **({"scene": self.scene.to_meta()} if self.scene is not None else {}),
         }
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "CropSettings":
         """Read the settings from checkpoint or ONNX metadata (any fomm_kp version; absent keys: whole frames)."""
         crop = meta.get("fixed_crop") or None
+        scene = Scene.from_meta(meta["scene"]) if meta.get("scene") else None
         return cls(localized=bool(meta.get("localized", False)), fixed_crop=None if crop is None else tuple(crop),
-                   box_side=float(meta.get("box_side", 0.0)), aligned=bool(meta.get("aligned", False)))
+                   box_side=float(meta.get("box_side", 0.0)), aligned=bool(meta.get("aligned", False)), scene=scene)
 
 
 def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:

@@ -17,14 +17,15 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from fomm_kp.config import DataConfig
-from fomm_kp.crops import CropSettings, check_box
+from fomm_kp.config import DataConfig, LocalizeConfig
+from fomm_kp.crops import CropSettings, Scene, check_box
 from fomm_kp.localize.background import Background, estimate_background
 from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
 from fomm_kp.localize.decisions import decide, should_align
 from fomm_kp.video import probe
 
-__all__ = ["SubjectCrops", "subject_crops", "training_crops", "model_crops", "image_crops"]
+__all__ = ["SubjectCrops", "TrainingCrops", "subject_crops", "training_crops", "stored_background", "model_crops",
+           "image_crops"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,15 @@ class SubjectCrops(NamedTuple):
 
 def subject_crops(
     video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None, side: int | None = None,
-    align: bool | None = None,
+    align: bool | None = None, background: Background | None = None,
 ) -> SubjectCrops | None:
     """Per-frame crop boxes of ``video``, or None for whole frames.
 
     A fixed ``crop`` box applies to every frame. Otherwise ``data.localize`` decides: ``on`` always
     follows the subject, ``auto`` only when it is small in the frame, ``off`` never. ``side`` fixes
     the box side (a trained model's). Boxes have a fifth column, the angle that turns each crop to
-    the subject's heading, when ``align`` (None: as ``data.align`` decides).
+    the subject's heading, when ``align`` (None: as ``data.align`` decides). ``background``: the
+    empty scene (default: the median of frames sampled over ``video``).
     """
     info = probe(video)
     if crop is not None:
@@ -64,7 +66,7 @@ def subject_crops(
     if data.localize == "off":
         return None
     settings = data.localize_config()
-    background = estimate_background(video, settings)
+    background = background or estimate_background(video, settings)
     if data.localize == "auto" and not decide(video, settings, background).use:
         return None
     located = boxes_for_video(video, settings, background=background, side=side)
@@ -75,15 +77,50 @@ def subject_crops(
     return SubjectCrops(located.frame_indices, located.crop_boxes(align).astype(np.float64), located.found)
 
 
-def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None,
-                   ) -> tuple[SubjectCrops | None, CropSettings]:
-    """The crops to train on (frames where the subject was found), and the settings a model trained
-    on them keeps (the median box side of the crops used is filled in by the caller's data)."""
-    located = subject_crops(video, data, crop)
-    settings = CropSettings(localized=located is not None and crop is None,
-                            fixed_crop=None if crop is None else check_box(crop),
-                            aligned=located is not None and located.boxes.shape[1] == 5)
-    return (None if located is None else located.where_found()), settings
+class TrainingCrops(NamedTuple):
+    """What training looks at: the crops (frames where the subject was found; None: whole frames),
+    the settings a model trained on them keeps (the median box side is filled in by the caller),
+    and the clip's empty scene (None when nothing needed it: a fixed crop or localisation off)."""
+
+    crops: SubjectCrops | None
+    settings: CropSettings
+    background: Background | None
+
+
+def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None) -> TrainingCrops:
+    """The crops to train on, and where a model trained on them will look (:class:`TrainingCrops`).
+    A localised model keeps the clip's empty scene, for clips too short to have their own."""
+    background = None if crop is not None or data.localize == "off" else estimate_background(
+        video, data.localize_config())
+    located = subject_crops(video, data, crop, background=background)
+    localized = located is not None and crop is None
+    scene = None
+    if localized and background is not None:
+        image = np.clip(np.round(background.image), 0, 255).astype(np.uint8)
+        scene = Scene(image, background.factor, background.frame_width, background.frame_height)
+    settings = CropSettings(localized=localized, fixed_crop=None if crop is None else check_box(crop),
+                            aligned=located is not None and located.boxes.shape[1] == 5, scene=scene)
+    return TrainingCrops(None if located is None else located.where_found(), settings, background)
+
+
+def stored_background(video: str | os.PathLike, crop: CropSettings, config: LocalizeConfig) -> Background | None:
+    """The training video's empty scene (:attr:`CropSettings.scene`) as the background of ``video``,
+    when ``video`` is too short for a background of its own (fewer frames than
+    ``config.background_samples``: a median of a few frames still holds the subject) and has the
+    same frame size; else None (the video's own frames are used)."""
+    scene = crop.scene
+    if scene is None:
+        return None
+    info = probe(video)
+    if info.num_frames >= config.background_samples:
+        return None
+    if (info.width, info.height) != (scene.frame_width, scene.frame_height):
+        log.warning("%s has %d frames, too few for a background of its own, and its frames (%dx%d) differ from "
+                    "the training video's (%dx%d): the subject may not be found", video, info.num_frames,
+                    info.width, info.height, scene.frame_width, scene.frame_height)
+        return None
+    log.info("%s has %d frames: localising against the training video's empty scene", video, info.num_frames)
+    return Background(scene.image.astype(np.float32), scene.factor, scene.frame_width, scene.frame_height)
 
 
 def model_crops(video: str | os.PathLike, crop: CropSettings, data: DataConfig, localize: str | None = None,
@@ -94,7 +131,8 @@ def model_crops(video: str | os.PathLike, crop: CropSettings, data: DataConfig, 
     localize = localize or ("on" if crop.localized else "off")
     side = int(round(crop.box_side)) if crop.localized and localize != "auto" else None
     aligned = crop.aligned and crop.fixed_crop is None
-    return subject_crops(video, dataclasses.replace(data, localize=localize), crop.fixed_crop, side, aligned)
+    background = stored_background(video, crop, data.localize_config()) if localize != "off" else None
+    return subject_crops(video, dataclasses.replace(data, localize=localize), crop.fixed_crop, side, aligned, background)
 
 
 def image_crops(frames: Iterable[np.ndarray] | np.ndarray, crop: CropSettings, data: DataConfig,
