@@ -232,6 +232,10 @@ class LocalizeConfig:
             (see :attr:`fomm_kp.localize.blobs.Blob.heading`).
         align_min_elongation: crops are turned to the subject's heading (``align: auto``) only when
             its median elongation reaches this: a round subject has no stable axis.
+        motion_mass: the motion crop (``data.motion_crop``) holds this share of the change of the
+            sampled frames from the static scene, along x and along y ...
+        motion_margin: ... widened by this factor ...
+        motion_max_area: ... and is used only when it covers at most this share of the frame.
     """
 
     work_size: int = 160
@@ -252,6 +256,9 @@ class LocalizeConfig:
     min_dominance: float = 0.8
     axis_min_elongation: float = 1.5
     align_min_elongation: float = 1.4
+    motion_mass: float = 0.95
+    motion_margin: float = 1.25
+    motion_max_area: float = 0.5
 
     def __post_init__(self) -> None:
         check(self, work_size=integer(16), background_samples=integer(3), threshold_sigmas=number(0.0),
@@ -260,7 +267,8 @@ class LocalizeConfig:
               core_fraction=number(0.0, below=1.0), smooth_sigma=number(0.0), max_jump_fraction=number(above=0.0),
               max_area_fraction=number(above=0.0, high=1.0), max_side_fraction=number(above=0.0, high=1.0),
               min_found_fraction=FRACTION, min_dominance=FRACTION, axis_min_elongation=number(1.0),
-              align_min_elongation=number(1.0))
+              align_min_elongation=number(1.0), motion_mass=number(above=0.0, high=1.0), motion_margin=number(1.0),
+              motion_max_area=number(above=0.0, high=1.0))
 
 
 @dataclass(frozen=True)
@@ -276,11 +284,16 @@ class DataConfig:
     # are turned back to the frame. auto: on when the subject is localised and elongated. Off:
     # axis-aligned crops. When on, any_orientation auto resolves to off (turns would undo it).
     align: Literal["auto", "on", "off"] = "auto"
+    # When no single subject is localised: crop every frame to the fixed region where the frame
+    # changes (auto: when that region is at most localizer.motion_max_area of the frame), so that
+    # small moving parts of a whole-frame subject get more pixels.
+    motion_crop: Literal["auto", "off"] = "off"
     # How the subject is found and followed (every field but margin, which is box_margin above).
     localizer: LocalizeConfig = field(default_factory=LocalizeConfig)
 
     def __post_init__(self) -> None:
-        check(self, localize=AUTO, box_margin=number(1.0), any_orientation=AUTO, align=AUTO)
+        check(self, localize=AUTO, box_margin=number(1.0), any_orientation=AUTO, align=AUTO,
+              motion_crop=one_of("auto", "off"))
         if self.localizer.margin != LocalizeConfig.margin:
             raise InvalidSetting("localizer.margin", "left out (the margin is data.box_margin)", self.localizer.margin,
                                  type(self).__name__)

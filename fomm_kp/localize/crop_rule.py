@@ -22,6 +22,7 @@ from fomm_kp.crops import CropSettings, Scene, check_box
 from fomm_kp.localize.background import Background, estimate_background
 from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
 from fomm_kp.localize.decisions import decide, should_align
+from fomm_kp.localize.motion import motion_region
 from fomm_kp.video import probe
 
 __all__ = ["SubjectCrops", "TrainingCrops", "subject_crops", "training_crops", "stored_background", "model_crops",
@@ -90,9 +91,16 @@ class TrainingCrops(NamedTuple):
 def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None) -> TrainingCrops:
     """The crops to train on, and where a model trained on them will look (:class:`TrainingCrops`).
     A localised model keeps the clip's empty scene, for clips too short to have their own."""
-    background = None if crop is not None or data.localize == "off" else estimate_background(
-        video, data.localize_config())
+    wants_scene = crop is None and (data.localize != "off" or data.motion_crop == "auto")
+    background = estimate_background(video, data.localize_config()) if wants_scene else None
     located = subject_crops(video, data, crop, background=background)
+    if located is None and crop is None and data.motion_crop == "auto":
+        region = motion_region(background, data.localize_config())
+        if region is not None:
+            crop = tuple(float(v) for v in region)
+            log.info("no single subject localised: cropping every frame to where the frame changes, box %s px",
+                     ", ".join(f"{v:.0f}" for v in crop))
+            located = subject_crops(video, data, crop)
     localized = located is not None and crop is None
     scene = None
     if localized and background is not None:
