@@ -123,10 +123,10 @@ def train(
     started = time.monotonic()
     located, settings, background = training_crops(video, config.data, crop)
     data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
-    if config.loss.foreground > 0:
-        scene = (background or estimate_background(video, config.data.localize_config())).scene()
-        data = dataclasses.replace(data, masks=foreground_masks(data, scene))
-        log.info("foreground prior: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
+    # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
+    scene = (background or estimate_background(video, config.data.localize_config())).scene()
+    data = dataclasses.replace(data, masks=foreground_masks(data, scene))
+    log.info("foreground: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
     log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
     config = _orientation(config, settings)
     network = FOMM(config.model)

@@ -19,7 +19,7 @@ from fomm_kp.models.keypoint_detector import KeypointOutput, resize_images
 
 __all__ = [
     "ssim_map", "motion_weights", "reconstruction_loss", "equivariance_losses", "rotation_equivariance_loss",
-    "separation_loss", "foreground_loss", "VGG19Perceptual", "objective",
+    "separation_loss", "foreground_loss", "on_subject_share", "VGG19Perceptual", "objective",
 ]
 
 
@@ -80,6 +80,19 @@ def foreground_loss(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     outside = (heatmaps.float() * (1.0 - masks)).sum(dim=(2, 3)).mean(dim=1)  # (B,)
     usable = (masks.amax(dim=(1, 2, 3)) > 0).float()
     return (outside * usable).sum() / usable.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def on_subject_share(keypoints: torch.Tensor, masks: torch.Tensor) -> float:
+    """Share of keypoints ``(B, K, 2)`` (normalised, −1 … 1) that fall on their frame's foreground
+    ``masks`` ``(B, 1, S, S)``, over frames whose mask is not empty (NaN when none is): the
+    training log's "on the subject"."""
+    size = masks.shape[-1]
+    cells = ((keypoints.float() + 1.0) / 2.0 * size).floor().long().clamp(0, size - 1)  # (B, K, 2): x, y
+    rows = torch.arange(len(masks), device=masks.device)[:, None].expand_as(cells[..., 0])
+    on = masks[rows, 0, cells[..., 1], cells[..., 0]] > 0
+    usable = masks.flatten(1).amax(dim=1) > 0
+    return float(on[usable].float().mean()) if usable.any() else float("nan")
 
 
 def separation_loss(keypoints: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -28,7 +28,7 @@ from fomm_kp.models.keypoint_detector import resize_images
 from fomm_kp.progress import Progress
 from fomm_kp.training.dataset import FramePairs, Pair
 from fomm_kp.training.loop import Loop, deferred_interrupt, optimise
-from fomm_kp.training.losses import VGG19Perceptual, objective
+from fomm_kp.training.losses import VGG19Perceptual, objective, on_subject_share
 from fomm_kp.video import resize_frame
 from fomm_kp.viz import draw_keypoints, image_row
 
@@ -80,6 +80,8 @@ class Trainer:
             out = self.model(source, driving)
             terms = objective(self.model, out, source, driving, self.config, self.generator, self.perceptual, masks)
         self.last_losses = optimise(self.optimizer, terms, self.step_count)
+        if masks is not None:  # a diagnostic, not a loss: where the driving frames' keypoints sit
+            self.last_losses["on_subject"] = on_subject_share(out.kp_driving.keypoints, masks[len(masks) // 2:])
         self.step_count += 1
         return self.last_losses
 
@@ -117,7 +119,9 @@ class Trainer:
 
     @torch.no_grad()
     def write_preview(self, path: Path) -> Path:
-        """PNG rows of source | driving | warped source | reconstruction | keypoints on driving."""
+        """PNG rows of source | driving | warped source | reconstruction | keypoints on driving (with
+        foreground masks, the driving frame is dimmed where it matches the static scene, so keypoints
+        off the subject stand out)."""
         if self._fixed_pair is None:
             state = self.pairs.rng.bit_generator.state
             self._fixed_pair = self.pairs.sample(4)
@@ -130,10 +134,12 @@ class Trainer:
         source, driving = (resize_images(x, size) for x in (source, driving))
         rows = []
         columns = zip(*(images_to_frames(images) for images in (source, driving, out.deformed, out.prediction)))
+        masks = self._fixed_pair.masks
         for i, (s, d, w, p) in enumerate(columns):
             kp_s = to_pixels(out.kp_source.keypoints[i], size, size).cpu().numpy()
             kp_d = to_pixels(out.kp_driving.keypoints[i], size, size).cpu().numpy()
-            rows.append(image_row([draw_keypoints(s, kp_s), d, w, p, draw_keypoints(d, kp_d)]))
+            shown = d if masks is None else _dim_outside(d, masks[len(masks) // 2 + i, 0].numpy())
+            rows.append(image_row([draw_keypoints(s, kp_s), d, w, p, draw_keypoints(shown, kp_d)]))
         grid = np.concatenate(rows, axis=0)
         return atomic_write(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))
 
@@ -148,6 +154,12 @@ class Trainer:
         grid = animation_grid(self.model, frames[picks[0]], frames[picks[1:]])
         self.model.train()
         return atomic_write(path, lambda tmp: iio.imwrite(tmp, grid, extension=".png"))
+
+
+def _dim_outside(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``frame`` uint8 ``(S, S, 3)`` at a third of its brightness where ``mask`` (any size) is 0."""
+    mask = resize_frame((np.repeat(mask[:, :, None], 3, axis=2) * 255).astype(np.uint8), frame.shape[0]) > 127
+    return np.where(mask, frame, frame // 3).astype(np.uint8)
 
 
 def autocast_context(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from torch import nn
 
@@ -198,3 +199,14 @@ def test_foreground_loss_is_the_heatmap_mass_outside_the_mask() -> None:
     heatmaps.requires_grad_(True)
     foreground_loss(heatmaps, masks).backward()
     assert heatmaps.grad[1].abs().sum() > 0 and heatmaps.grad[0, :, 2, 2].abs().sum() == 0
+
+
+def test_on_subject_share_counts_keypoints_on_their_frames_foreground() -> None:
+    from fomm_kp.training.losses import on_subject_share
+
+    masks = torch.zeros(3, 1, 8, 8)
+    masks[0, :, :4, :4] = 1.0  # frame 0: upper-left quarter
+    masks[1, :, 4:, 4:] = 1.0  # frame 1: lower-right quarter; frame 2: empty, not counted
+    keypoints = torch.tensor([[[-0.5, -0.5], [0.5, 0.5]], [[0.5, 0.5], [0.6, 0.7]], [[0.0, 0.0], [0.0, 0.0]]])
+    assert on_subject_share(keypoints, masks) == 0.75
+    assert np.isnan(on_subject_share(keypoints, torch.zeros(3, 1, 8, 8)))
