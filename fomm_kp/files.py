@@ -1,15 +1,18 @@
-"""Writing files safely: whole or not at all, and never over one of the command's own inputs."""
+"""Writing files safely: whole or not at all, reproducibly, and never over one of the command's own inputs."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+import numpy as np
+
 from fomm_kp.errors import FommError
 
-__all__ = ["atomic_write", "same_file", "refuse_overwriting_inputs"]
+__all__ = ["atomic_write", "leftover_temporaries", "write_npz", "same_file", "refuse_overwriting_inputs"]
 
 PathLike = str | os.PathLike
 
@@ -43,6 +46,32 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object], suffix: str
             os.remove(tmp)
         raise
     return path
+
+
+def leftover_temporaries(path: PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_write` left beside ``path`` when its process was killed
+    (SIGKILL: no clean-up ran). Only safe to remove when no other process is writing ``path``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{glob_escape(path.name)}.*{glob_escape(path.suffix)}"))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def write_npz(path: PathLike, arrays: Mapping[str, np.ndarray], compress: bool = True) -> None:
+    """``np.savez_compressed`` (or ``np.savez``), but the same arrays always give the same bytes:
+    the zip entries carry a fixed timestamp (numpy stamps the current time). Arrays only, no pickles."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with archive.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

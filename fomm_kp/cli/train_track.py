@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from fomm_kp import api
 from fomm_kp import demo as demo_module
 from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.many import OVERWRITE, RAY_ADDRESS, WORKERS, run_options, run_with_progress
 from fomm_kp.config import load_config
+from fomm_kp.distributed import RunOptions, TrackJob, expand_sources, is_many, output_paths
 from fomm_kp.errors import FommError, Interrupted
 from fomm_kp.files import refuse_overwriting_inputs
 from fomm_kp.localize.foreground import OnSubject
@@ -20,7 +22,7 @@ from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.trainer import TrainingInterrupted
-from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
+from fomm_kp.video import VIDEO_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
 
 def _parse_box(text: Optional[str]) -> Optional[list[float]]:
@@ -77,11 +79,26 @@ def train(
     console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
 
 
+def _track_many(items: List[Path], out: Optional[Path], checkpoint: Path, options: dict, run: RunOptions) -> None:
+    """``fomm-kp track`` on several videos: one tracks file per video in the folder ``out``."""
+    if options["overlay"] is not None or options["csv"] is not None:
+        raise FommError("--overlay and --csv take one video; with several videos --out names a folder of .npz tracks")
+    folder = out if out is not None else Path("tracks")
+    if folder.suffix.lower() in WRITABLE_TRACK_SUFFIXES:
+        raise FommError(f"with several videos --out names a folder (one tracks file per video), got {folder}")
+    videos = expand_sources(items, VIDEO_SUFFIXES)
+    output_paths(videos, folder, ".npz")
+    job = TrackJob(checkpoint, folder, device=options["device"], backend=options["backend"], engine=options["engine"],
+                   localize=options["localize"], crop=None if options["crop"] is None else tuple(options["crop"]),
+                   frames=options["frames"], batch_size=options["batch_size"], smoothing=options["smoothing"])
+    run_with_progress(videos, job, run, inputs=[checkpoint, options["engine"]])
+
+
 @app.command()
 def track(
-    video: Path = typer.Argument(..., help="Video to track."),
+    videos: List[Path] = typer.Argument(..., help="Video to track; or several: files, folders, globs or .txt lists of videos."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train, a student from fomm-kp distill, or an exported .onnx."),
-    out: Path = typer.Option(Path("tracks.npz"), "--out", "-o", help="Tracks file: .npz, .csv (DeepLabCut), .slp or .nwb."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tracks file: .npz, .csv (DeepLabCut), .slp or .nwb (default tracks.npz); with several videos a folder (default tracks/)."),
     overlay: Optional[Path] = typer.Option(None, help="Also write a video (.mp4/.gif) with keypoints and trails."),
     csv: Optional[Path] = typer.Option(None, help="Also write DeepLabCut-style CSV with likelihood."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels."),
@@ -94,14 +111,24 @@ def track(
     backend: str = typer.Option("auto", help="torch, onnx (ONNX Runtime), tensorrt, or auto: onnx for students on the CPU, else torch."),
     engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
     smooth: int = typer.Option(0, min=0, help="Smooth keypoints over this many frames (odd, >= 3; confidence-weighted local quadratic fit); 0: off."),
+    workers: int = WORKERS,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Track keypoints through a video with a trained detector (teacher or distilled student)."""
+    """Track keypoints through a video (or many) with a trained detector (teacher or distilled student)."""
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
     # error line and no output file.
     if localize not in (None, "on", "off", "auto"):
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
     box = _parse_box(crop)
     smoothing = Smoothing(window=smooth) if smooth else None
+    if is_many(videos, VIDEO_SUFFIXES):
+        options = {"overlay": overlay, "csv": csv, "device": device, "backend": backend, "engine": engine,
+                   "localize": localize, "crop": box, "frames": FrameRange(start, stop, stride), "batch_size": batch_size,
+                   "smoothing": smoothing}
+        _track_many(videos, out, checkpoint, options, run_options(workers, ray_address, overwrite))
+        return
+    video, out = videos[0], out if out is not None else Path("tracks.npz")
     for path, kind, suffixes in ((out, "--out", WRITABLE_TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
                                  (overlay, "--overlay", WRITABLE_VIDEO_SUFFIXES)):
         if path is not None and path.suffix.lower() not in suffixes:
