@@ -60,7 +60,7 @@ def run_with_progress(sources: Sequence[Path], job: Job, options: RunOptions, in
         summary = run_many(sources, job, options, progress=update)
     results.print(_table(summary, job.stage))
     for outcome in summary.failed:
-        console.print(f"error: {outcome.source}: {outcome.error}", markup=False, highlight=False)
+        console.print(f"error: {outcome.source}: {outcome.error}", markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(2)
     return summary

@@ -96,7 +96,7 @@ def run_many(sources: Sequence[Path], job: Job, options: RunOptions = RunOptions
         outcomes[outcome.source] = outcome
         count += 1
         if outcome.status == "failed":
-            log.warning("%s: %s", outcome.source, outcome.error)
+            log.info("failed: %s: %s", outcome.source, outcome.error)
         report(progress, count, len(sources), outcome.source.name)
 
     engine = _engine(options, len(todo)) if todo else "serial"

@@ -119,3 +119,16 @@ def test_a_broken_video_fails_alone(ray_instance, videos, trained_checkpoint, tm
     error = summary.outcomes[1].error
     assert "broken.mp4" in error and "\n" not in error
     assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == ["video0.npz", "video1.npz"]
+
+
+def test_the_track_command_on_ray_prints_only_its_table(ray_instance, videos, trained_checkpoint, tmp_path, capsys,
+                                                        monkeypatch) -> None:
+    from conftest import run_cli
+
+    code, stdout, err = run_cli(["track", str(videos[0].parent / "video[01].mp4"), "-m", str(trained_checkpoint),
+                                 "--out", str(tmp_path / "tracks"), "--workers", "2"], capsys, monkeypatch)
+    assert code == 0, err
+    assert stdout.lstrip().startswith("tracking: 2 sources") and "Ray" in stdout.splitlines()[0]
+    rows = [line.split("│")[1].strip() for line in stdout.splitlines() if line.startswith("│")]
+    assert rows == ["done", "skipped", "failed", "all (wall time)"], stdout
+    assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == ["video0.npz", "video1.npz"]
