@@ -10,6 +10,7 @@ is checked too. The config travels inside every checkpoint as plain data (:func:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,10 +47,13 @@ __all__ = [
     "Config",
     "load_config",
     "builtin_config",
+    "default_config",
     "BUILTIN_CONFIGS",
     "to_dict",
     "from_dict",
 ]
+
+log = logging.getLogger(__name__)
 
 SIZE = integer(8)  # image sides: a few pixels after the hourglasses' halvings
 WEIGHT = number(0.0)  # loss weights
@@ -334,6 +338,19 @@ def builtin_config(name: str) -> Config:
     if name not in BUILTIN_CONFIGS:
         raise FommError(f"unknown built-in config '{name}' (choose from {', '.join(BUILTIN_CONFIGS)})")
     return load_config(_BUILTIN_DIR / f"{name}.yaml")
+
+
+GPU_DEFAULT = "gpu_default"
+
+
+def default_config(device_type: str) -> Config:
+    """The config used when none is given: ``cpu`` on CPUs, :data:`GPU_DEFAULT` on CUDA GPUs (logged)."""
+    name = GPU_DEFAULT if device_type == "cuda" else "cpu"
+    config = builtin_config(name)
+    model = config.model
+    log.info("config: %s (no --config given; %d-px frames, detector on %d px, batch %d)", name, model.image_size,
+             model.detector.input_size, config.train.batch_size)
+    return config
 
 
 def load_config(path: str | os.PathLike | None) -> Config:

@@ -7,6 +7,7 @@ stderr and exit status 2; progress bars are drawn here, never in the library.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 # Command modules register themselves on ``app`` when imported.
@@ -23,7 +24,9 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point of the ``fomm-kp`` script."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Under torchrun only rank 0 logs progress; the other ranks say only what goes wrong.
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = app(standalone_mode=False)
     except Interrupted as exc:

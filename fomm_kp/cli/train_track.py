@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,6 +23,7 @@ from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
+from fomm_kp.training.distributed import ranks_from_environment
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import VIDEO_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
@@ -38,9 +41,28 @@ def _parse_box(text: Optional[str]) -> Optional[list[float]]:
 
 
 def train_with_progress(video: Path, out: Path, **kwargs) -> api.Model:
-    """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA."""
+    """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA (rank 0 only under DDP)."""
+    if not ranks_from_environment().writer:
+        return api.train(video, out, **kwargs)
     with progress_bar("training") as update:
         return api.train(video, out, progress=update, **kwargs)
+
+
+def _launch_ddp(processes: int) -> int:
+    """Run this same ``fomm-kp train`` command under torchrun on ``processes`` processes; its exit status."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--ddp" or arg.startswith("--ddp="):
+            skip = arg == "--ddp"
+            continue
+        args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "fomm_kp", *args]
+    console.print(f"DDP: {processes} processes: {' '.join(command[1:])}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:  # torchrun hears Ctrl-C too and stops its processes
+        return 130
 
 
 def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
@@ -53,7 +75,7 @@ def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
 def train(
     video: Path = typer.Argument(..., help="The video to learn from (mp4/avi/mov/gif or a folder of images)."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, tiny."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, gpu_default, tiny (default: cpu; gpu_default on a CUDA GPU)."),
     steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
@@ -61,22 +83,31 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace a trained checkpoint already in OUT."),
     seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
+    ddp: int = typer.Option(0, "--ddp", min=0, help="Train on N processes with DistributedDataParallel: starts "
+                            "torchrun (one process per GPU, NCCL; gloo on CPUs). train.batch_size is the global batch."),
 ) -> None:
-    """Train a keypoint detector on one video, self-supervised (no labels)."""
+    """Train a keypoint detector on one video, self-supervised (no labels).
+
+    Under torchrun (``torchrun --nproc_per_node N -m fomm_kp train ...``) every process trains on its
+    share of each batch (DistributedDataParallel) and only rank 0 writes.
+    """
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
     box = _parse_box(crop)
     probe(video)
     checkpoint = out / "checkpoint.pt"
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     api.check_out_dir(checkpoint, existing, config is not None)
-    loaded = None if resume else load_config(config)
+    loaded = None if resume or config is None else load_config(config)  # None: the default for the device
+    if ddp > 0 and not ranks_from_environment().distributed:
+        raise typer.Exit(_launch_ddp(ddp))
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
                           f"continue with: fomm-kp train {video} --out {out} --resume") from None
-    console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
+    if ranks_from_environment().writer:
+        console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
 
 
 def _track_many(items: List[Path], out: Optional[Path], checkpoint: Path, options: dict, run: RunOptions) -> None:

@@ -18,6 +18,7 @@ from fomm_kp.distributed import RunOptions, TrackJob, run_many
 from conftest import disc_frames, write_video
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'fomm_kp[ray]'")
+pytestmark = pytest.mark.slow  # a Ray instance starts in seconds, its workers in more
 
 COUNT = 8
 TWO_WORKERS = RunOptions(workers=2)
