@@ -9,7 +9,7 @@ PIP_INSTALL = $(PYTHON) -m pip install -q -c constraints.txt
 .PHONY: install demo test test-fast
 
 install:
-	$(PIP_INSTALL) -e ".[interop,deploy,dev]"
+	$(PIP_INSTALL) -e ".[interop,deploy,dev,ray]"
 
 demo: install
 	fomm-kp demo --out demo_out

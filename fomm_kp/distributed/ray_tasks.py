@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fomm_kp.distributed.work import Job, OnOutcome, Outcome, RunOptions, run_one
+from fomm_kp.errors import FommError
 from fomm_kp.optional import require
 
 __all__ = ["run_on_ray"]
@@ -27,18 +28,21 @@ WAIT_SECONDS = 0.5  # ray.wait in short slices, so that Ctrl-C is seen at once
 OBJECT_STORE_BYTES = 128 * 1024**2  # results are small: no need for Ray's default 30% of memory
 
 
-def _connect(ray: Any, options: RunOptions) -> tuple[bool, str]:
-    """Start or join Ray; returns whether this call started it, and a description of where tasks run."""
-    if ray.is_initialized():
-        return False, "Ray (connection already open)"
+def _connect(ray: Any, options: RunOptions) -> str:
+    """Start a local Ray instance or join the cluster at ``options.address``; returns where tasks run."""
     common = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
-    if options.address is not None:
-        ray.init(address=options.address, **common)
-        return True, f"Ray cluster at {options.address}"
-    workers = options.resolved_workers()
-    ray.init(num_cpus=workers, num_gpus=0, object_store_memory=OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1",
-             **common)
-    return True, f"local Ray instance, {workers} workers"
+    try:
+        if options.address is not None:
+            ray.init(address=options.address, **common)
+            return f"Ray cluster at {options.address}"
+        workers = options.resolved_workers()
+        ray.init(num_cpus=workers, num_gpus=0, object_store_memory=OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1",
+                 **common)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, ... of its own
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        where = f"the Ray cluster at {options.address}" if options.address is not None else "a local Ray instance"
+        raise FommError(f"cannot start or reach {where}: {first}") from None
+    return f"local Ray instance, {workers} workers"
 
 
 def _failure(ray: Any, source: Path, exc: Exception) -> Outcome:
@@ -59,12 +63,14 @@ def run_on_ray(job: Job, sources: Sequence[Path], options: RunOptions, finished:
     """
     ray = require("ray", "running many videos on Ray")
     with contextlib.redirect_stdout(sys.stderr):
-        started_here, where = _connect(ray, options)
-        try:
+        if ray.is_initialized():  # the caller's Ray: use it, leave it running
             _run_tasks(ray, job, sources, options, finished)
-        finally:
-            if started_here:
-                ray.shutdown()
+            return "Ray (connection already open)"
+        try:
+            where = _connect(ray, options)
+            _run_tasks(ray, job, sources, options, finished)
+        finally:  # also after Ctrl-C, or a failure half-way through starting
+            ray.shutdown()
     return where
 
 

@@ -133,3 +133,27 @@ def test_the_track_command_on_ray_prints_only_its_table(ray_instance, videos, tr
     rows = [line.split("│")[1].strip() for line in stdout.splitlines() if line.startswith("│")]
     assert rows == ["done", "skipped", "failed", "all (wall time)"], stdout
     assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == ["video0.npz", "video1.npz"]
+
+
+def test_score_labels_a_study_on_ray_then_reuses_the_labels(ray_instance, tmp_path, capsys, monkeypatch) -> None:
+    from conftest import behaviour_tracks, run_cli
+
+    from fomm_kp.tracks import save_tracks
+
+    study = tmp_path / "study"
+    for i in range(3):
+        save_tracks(behaviour_tracks(["oscillating", "circling"], seed=10 + i, name=f"s{i}.mp4"), study / f"s{i}.npz")
+    train = save_tracks(behaviour_tracks(["circling", "oscillating"] * 2, seed=1, name="train.mp4"), tmp_path / "train.npz")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,start_frame,end_frame,label\ntrain,0,89,circling\ntrain,90,179,oscillating\n")
+    assert run_cli(["fit", str(train), "--labels", str(labels), "--out", str(tmp_path / "clf.npz")], capsys, monkeypatch)[0] == 0
+    args = ["score", str(study), "--classifier", str(tmp_path / "clf.npz"), "--out", str(tmp_path / "report"),
+            "--workers", "2"]
+    code, stdout, err = run_cli(args, capsys, monkeypatch)
+    assert code == 0, err
+    assert "labelling: 3 sources" in stdout and "Ray" in stdout
+    report = (tmp_path / "report" / "report.csv").read_text().splitlines()
+    assert report[0].startswith("video,group,behaviour") and {line.split(",")[0] for line in report[1:]} == {"s0", "s1", "s2"}
+    code, stdout, err = run_cli(args, capsys, monkeypatch)  # the per-frame labels are there: nothing to redo
+    assert code == 0 and "│ skipped         │       3 │" in stdout, stdout
+    assert (tmp_path / "report" / "report.csv").read_text().splitlines() == report
