@@ -94,7 +94,7 @@ def training_speed(args: argparse.Namespace, workdir: Path) -> dict:
 
     config = config_for(args)
     torch.manual_seed(0)
-    trainer = Trainer(FOMM(config.model), config, synthetic_pairs(config.model.image_size), args.device, workdir)
+    trainer = Trainer(FOMM(config.model), config, synthetic_pairs(config.model.frame_size), args.device, workdir)
     with FlopCounterMode(display=False) as counter:
         trainer.step()
     flops = counter.get_total_flops()
