@@ -20,7 +20,7 @@ import numpy as np
 
 from fomm_kp.errors import FommError
 
-__all__ = ["Scene", "CropSettings", "check_box", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
+__all__ = ["Scene", "CropSettings", "check_box", "check_box_in_frame", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +115,16 @@ def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     if values.shape != (4,) or not np.isfinite(values).all() or values[2] <= values[0] or values[3] <= values[1]:
         raise FommError(f"crop must be x0,y0,x1,y1 with x1 > x0 and y1 > y0, got {list(box)}")
     return tuple(float(v) for v in values)
+
+
+def check_box_in_frame(box: Sequence[float], width: int, height: int, video: object = "") -> tuple[float, float, float, float]:
+    """:func:`check_box`, and the box must overlap the ``width`` × ``height`` frame (parts outside are
+    filled with edge pixels; a box wholly outside would show nothing but those)."""
+    x0, y0, x1, y1 = check_box(box)
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        of = f" of {video}" if video else ""
+        raise FommError(f"crop {x0:g},{y0:g},{x1:g},{y1:g} lies wholly outside the {width}x{height} frame{of}")
+    return x0, y0, x1, y1
 
 
 def box_maps(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

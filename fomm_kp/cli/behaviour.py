@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fomm_kp.behaviour.classifiers import load_classifier, save_classifier
+from fomm_kp.behaviour.classifiers import KINDS, load_classifier, save_classifier
 from fomm_kp.behaviour.features import (
     Features,
     is_features_file,
@@ -20,17 +20,22 @@ from fomm_kp.behaviour.features import (
 from fomm_kp.behaviour.fitting import fit_classifier, fit_from_clips
 from fomm_kp.behaviour.frame_labels import classify as classify_source
 from fomm_kp.behaviour.frame_labels import rank_labels
-from fomm_kp.behaviour.motifs import find_motifs, write_motif_examples
+from fomm_kp.behaviour.motifs import METHODS, find_motifs, write_motif_examples
 from fomm_kp.behaviour.plots import plot_keypoint_spectrogram
 from fomm_kp.behaviour.report import score as score_study
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
-from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.options import check_choice, check_option, check_suffix
 from fomm_kp.errors import FommError
 from fomm_kp.files import refuse_folder_holding_inputs, refuse_overwriting_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
+from fomm_kp.settings import integer, number
 from fomm_kp.video import VIDEO_SUFFIXES
+
+FEATURE_SUFFIXES = (".npz", ".csv")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def feature_config(window: Optional[List[float]], stride: float, egocentric: bool = True,
@@ -46,7 +51,7 @@ def _load_tracks_or_video(path: Path, checkpoint: Optional[Path]) -> Tracks:
         return load_tracks(path)
     if checkpoint is None:
         raise FommError(f"{path} is a video: pass --checkpoint to track it, or give its tracks file")
-    with console.status(f"tracking {path.name}"):
+    with working(f"tracking {path.name}"):
         return track(path, load_model(checkpoint))
 
 
@@ -61,6 +66,8 @@ def features(
     spectrogram: Optional[Path] = typer.Option(None, help="also write a wavelet spectrogram PNG here"),
 ) -> None:
     """Motion and frequency features of keypoint tracks over sliding windows."""
+    check_suffix("--out", out, FEATURE_SUFFIXES)
+    check_suffix("--spectrogram", spectrogram, PLOT_SUFFIXES)
     refuse_overwriting_inputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
     data = load_tracks(tracks)
     config = feature_config(window, stride, egocentric, wavelet_freqs)
@@ -93,6 +100,8 @@ def fit(
     stride: float = typer.Option(0.25, help="seconds between window centres"),
 ) -> None:
     """Fit a few-shot behaviour classifier from labelled segments or example clips."""
+    check_suffix("--out", out, (".npz",))
+    check_choice("--kind", kind, KINDS)
     clip_files = [item.partition("=")[2] or None for item in clip or []]
     refuse_overwriting_inputs({"--out": out}, [*(data or []), labels, *clip_files])
     config = feature_config(window, stride)
@@ -117,6 +126,8 @@ def classify(
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
 ) -> None:
     """Label a video: behaviours ranked by probability, optionally every frame to a CSV."""
+    check_option("--min-bout", min_bout, number(0.0))
+    check_suffix("--per-frame", per_frame, (".csv",))
     refuse_overwriting_inputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
     result = classify_source(_load_tracks_or_video(source, checkpoint), clf, min_bout_seconds=min_bout)
@@ -142,6 +153,7 @@ def score(
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
 ) -> None:
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
+    check_option("--min-bout", min_bout, number(0.0))
     refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
     with progress_bar("labelling", transient=True) as update:
         written = score_study([str(s) for s in sources], out, classifier=classifier, groups=groups,
@@ -162,13 +174,17 @@ def motifs(
     clips: bool = typer.Option(True, help="write an example clip per motif (needs the videos)"),
 ) -> None:
     """Find unlabelled motifs: cluster feature windows and write example clips to name them."""
+    check_option("--k-min", k_min, integer(2))
+    check_option("--k-max", k_max, integer(k_min))
+    check_choice("--method", method, METHODS)
+    check_option("--examples", examples, integer(0))
     refuse_folder_holding_inputs("--out", out, sources)
     feats = [load_features(path) for path in sources if is_features_file(path)]
     tracks = [load_tracks(path) for path in sources if not is_features_file(path)]
     if tracks:
         config = resolve_config(tracks)
         feats += [motion_features(t, config) for t in tracks]
-    with console.status("clustering"):
+    with working("clustering"):
         found = find_motifs(feats, k_range=(k_min, k_max), method=method)
     written = write_motif_examples(found, feats, out, per_motif=examples, write_clips=clips)
     save_classifier(found.to_classifier(), out / "motifs_classifier.npz")

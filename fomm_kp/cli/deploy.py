@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.options import check_device, check_option, check_suffix
 from fomm_kp.deploy.distill import DistillConfig
 from fomm_kp.deploy.distill import distill as run_distill
 from fomm_kp.deploy.export import OnnxOptions
@@ -17,8 +18,11 @@ from fomm_kp.deploy.export import export as run_export
 from fomm_kp.deploy.tensorrt import EngineOptions
 from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write, refuse_overwriting_inputs
+from fomm_kp.video import probe
 from fomm_kp.models.student import StudentConfig, student_config_for
 from fomm_kp.runtime.networks import load_detector
+from fomm_kp.runtime.onnx_graph import MAX_OPSET, MIN_OPSET
+from fomm_kp.settings import SEED, integer, number
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -49,9 +53,13 @@ def distill(
     report: Optional[Path] = typer.Option(None, help="Also write the disagreement report as JSON."),
 ) -> None:
     """Distil the teacher's detector into a small, fast student; report their disagreement on held-out frames."""
+    check_option("--minutes", minutes, number(above=0.0))
+    check_option("--width", width, number(0.25, 8.0))
+    check_option("--seed", seed, SEED)
+    check_device(device)
+    check_suffix("--report", report, (".json",))
     refuse_overwriting_inputs({"--out": out, "--report": report}, [video, teacher])
-    if not video.exists():
-        raise FommError(f"video not found: {video}")
+    probe(video)
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = _scaled_student(teacher, width)
@@ -83,10 +91,9 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (TensorRT 8.5 / JetPack 5 parses up to 17)."),
 ) -> None:
     """Export a detector to ONNX (checked, compared with PyTorch) and optionally build a TensorRT engine."""
-    if onnx.suffix.lower() != ".onnx":
-        raise FommError(f"--onnx {onnx}: the file name must end in .onnx")
-    if tensorrt is not None and tensorrt.suffix.lower() not in ENGINE_SUFFIXES:
-        raise FommError(f"--tensorrt {tensorrt}: the file name must end in {', '.join(ENGINE_SUFFIXES)}")
+    check_suffix("--onnx", onnx, (".onnx",))
+    check_suffix("--tensorrt", tensorrt, ENGINE_SUFFIXES)
+    check_option("--opset", opset, integer(MIN_OPSET, MAX_OPSET))
     refuse_overwriting_inputs({"--onnx": onnx, "--tensorrt": tensorrt}, [checkpoint, video])
     if fp16 and int8:
         raise FommError("choose one of --fp16 and --int8")

@@ -19,7 +19,7 @@ from fomm_kp.deploy.tensorrt import EngineOptions, export_tensorrt, tensorrt_pro
 from fomm_kp.errors import FommError
 from fomm_kp.progress import Progress, report
 from fomm_kp.runtime.networks import load_detector
-from fomm_kp.runtime.onnx_graph import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from fomm_kp.runtime.onnx_graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, export_onnx
 
 __all__ = ["OnnxOptions", "ExportReport", "export"]
 
@@ -43,8 +43,8 @@ class OnnxOptions:
     tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.opset < MIN_OPSET:
-            raise FommError(f"opset {self.opset} is too old: the detector needs opset >= {MIN_OPSET}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise FommError(f"opset must be an integer in [{MIN_OPSET}, {MAX_OPSET}], got {self.opset}")
         if self.batch_size < 1:
             raise FommError(f"batch size must be at least 1, got {self.batch_size}")
         if not np.isfinite(self.tolerance) or self.tolerance <= 0:

@@ -38,7 +38,7 @@ from fomm_kp.optional import available, require
 from fomm_kp.runtime.networks import LoadedDetector
 
 __all__ = [
-    "INPUT_NAME", "OUTPUT_NAMES", "DEFAULT_OPSET", "MIN_OPSET", "DetectorGraph", "OnnxInfo", "onnx_metadata",
+    "INPUT_NAME", "OUTPUT_NAMES", "DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "DetectorGraph", "OnnxInfo", "onnx_metadata",
     "export_onnx", "read_onnx_metadata", "load_onnx", "onnxruntime_available", "onnx_session",
 ]
 
@@ -48,6 +48,7 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("keypoints", "jacobians", "covariances", "scores")
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax/LogSoftmax over one axis, Squeeze/Unsqueeze axes as inputs
+MAX_OPSET = 20  # the highest opset torch's TorchScript exporter writes
 METADATA_KEYS = ("fomm_kp.kind", "fomm_kp.config", "fomm_kp.meta", "fomm_kp.input")
 
 
@@ -89,8 +90,8 @@ def onnx_metadata(detector: LoadedDetector) -> dict[str, str]:
 
 
 def _export_bytes(module: KeypointNetwork, input_size: int, opset: int, dynamic_batch: bool, batch_size: int) -> bytes:
-    if not MIN_OPSET <= opset:
-        raise FommError(f"opset {opset} is too old: the detector needs opset >= {MIN_OPSET}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise FommError(f"opset must be an integer in [{MIN_OPSET}, {MAX_OPSET}], got {opset}")
     graph = DetectorGraph(module).cpu().eval()  # never export training-mode batch norm
     if any(m.training for m in graph.modules()):
         raise FommError("internal error: a module is still in training mode")
