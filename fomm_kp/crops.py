@@ -102,11 +102,20 @@ class CropSettings:
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "CropSettings":
-        """Read the settings from checkpoint or ONNX metadata (any fomm_kp version; absent keys: whole frames)."""
+        """Read the settings from checkpoint or ONNX metadata (any fomm_kp version; absent keys: whole frames).
+        Values of the wrong kind are a :class:`FommError`."""
+        if not isinstance(meta, Mapping):
+            raise FommError(f"crop settings must be a mapping, got {type(meta).__name__}")
         crop = meta.get("fixed_crop") or None
+        flags = [meta.get(key, False) for key in ("localized", "aligned")]
+        side = meta.get("box_side", 0.0)
+        if not all(isinstance(v, bool) for v in flags) or isinstance(side, bool) or not isinstance(side, (int, float)) \
+                or not np.isfinite(side) or side < 0 or not (crop is None or isinstance(crop, (list, tuple))):
+            raise FommError(f"bad crop settings (localized {flags[0]!r}, aligned {flags[1]!r}, box_side {side!r}, "
+                            f"fixed_crop {crop!r})")
         scene = Scene.from_meta(meta["scene"]) if meta.get("scene") else None
-        return cls(localized=bool(meta.get("localized", False)), fixed_crop=None if crop is None else tuple(crop),
-                   box_side=float(meta.get("box_side", 0.0)), aligned=bool(meta.get("aligned", False)), scene=scene)
+        return cls(localized=flags[0], fixed_crop=None if crop is None else tuple(crop), box_side=float(side),
+                   aligned=flags[1], scene=scene)
 
 
 def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:

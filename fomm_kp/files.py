@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from fomm_kp.errors import FommError
 
-__all__ = ["atomic_write", "same_file", "refuse_overwriting_inputs"]
+__all__ = ["atomic_write", "same_file", "refuse_overwriting_inputs", "refuse_folder_holding_inputs", "read_text",
+           "check_regular", "check_output_folder", "staged_folder", "rebased"]
 
 PathLike = str | os.PathLike
 
@@ -82,3 +87,99 @@ def refuse_folder_holding_inputs(name: str, folder: PathLike, inputs: Iterable[P
         resolved = source.resolve()
         if resolved == folder or folder in resolved.parents:
             raise FommError(f"{name} {folder} holds the input {source}: write the outputs to another folder")
+
+
+def check_regular(path: PathLike, what: str = "input") -> Path:
+    """``path`` must be a regular file or a folder (links followed): a FIFO, socket or device would
+    block a reader or never end, so it is refused at once. A path that does not exist passes (its
+    reader says so)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise FommError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise FommError(f"{what} {path} is {kind}: give a regular file")
+    return path
+
+
+def read_text(path: PathLike, what: str = "file") -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped); a binary file is a :class:`FommError`."""
+    path = check_regular(path, what)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FommError(f"{path} is not a text {what} (not UTF-8)") from None
+    except FileNotFoundError:
+        raise FommError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise FommError(f"{path} is a folder, not a {what}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs of several files: written beside the target, moved in at the end.
+
+
+def check_output_folder(folder: PathLike, signature: str, option: str = "--out") -> None:
+    """An output folder must be new, empty, or an earlier output of the same command (it holds
+    ``signature``, a file every such output has): fomm_kp never writes among a user's other files."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FommError(f"{option} {folder} is a file, not a folder")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir())
+        if others and not (folder / signature).is_file():
+            raise FommError(f"{option} {folder} already holds other files ({others[0]}, ...) and is not an earlier "
+                            f"output (no {signature}): choose a new or empty folder")
+
+
+@contextlib.contextmanager
+def staged_folder(folder: PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` to write a multi-file output into. When the block ends
+    normally its files are moved into ``folder`` (renamed as a whole when ``folder`` does not exist
+    yet; else file by file, replacing files of the same name and leaving every other file alone);
+    when it fails or is interrupted the temporary folder is removed and ``folder`` is untouched."""
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    except OSError as exc:
+        raise FommError(f"cannot write {folder}: {exc.strerror or exc}") from None
+    try:
+        yield stage
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700 folders; give the usual permissions
+        if not folder.exists():
+            os.rename(stage, folder)
+            return
+        for source in sorted(p for p in stage.rglob("*") if not p.is_dir()):
+            target = folder / source.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def rebased(value: Any, stage: Path, folder: Path) -> Any:
+    """``value`` with every path under ``stage`` moved to the same place under ``folder`` (paths in
+    dicts, lists, tuples, named tuples and dataclasses too): the paths a function wrote in :func:`staged_folder`."""
+    if isinstance(value, Path):
+        try:
+            return Path(folder) / value.relative_to(stage)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {key: rebased(v, stage, folder) for key, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: rebased(getattr(value, f.name), stage, folder)
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(rebased(v, stage, folder) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(rebased(v, stage, folder) for v in value)
+    return value

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import check_regular
 
 __all__ = [
     "VideoInfo",
@@ -80,6 +81,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _check_exists(path: Path) -> None:
+    check_regular(path, "video")
     if not path.exists():
         raise FommError(f"video not found: {path}")
 
@@ -102,7 +104,7 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """One image file as uint8 RGB ``(H, W, 3)``."""
-    path = Path(path)
+    path = check_regular(path, "image")
     if not path.is_file():
         raise FommError(f"image not found: {path}")
     try:
@@ -114,6 +116,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _to_rgb(image)
 
 
+def _check_image_sizes(files: Sequence[Path], size: tuple[int, int]) -> None:
+    """Every image of a folder must be readable (its header) and of one size: frames of one video."""
+    for file in files[1:]:
+        check_regular(file, "image")
+        try:
+            with Image.open(file) as image:
+                found = image.size
+        except Exception as exc:  # PIL raises many types for files that are not images
+            raise FommError(f"cannot read image {file}: {exc.__class__.__name__}") from None
+        if found != size:
+            raise FommError(f"the images of {file.parent} differ in size: {files[0].name} is {size[0]}x{size[1]}, "
+                            f"{file.name} is {found[0]}x{found[1]}; resize them to one size")
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Size, fps and a decoded frame count of a video file or image folder."""
     path = Path(path)
@@ -123,6 +139,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if not files:
             raise FommError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
         first = read_image(files[0])
+        _check_image_sizes(files, (first.shape[1], first.shape[0]))
         return VideoInfo(str(path), first.shape[1], first.shape[0], 30.0, len(files))
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)

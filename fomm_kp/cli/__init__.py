@@ -71,5 +71,5 @@ def _run(gate: LogGate) -> int | None:
     # Under standalone_mode=False typer turns Ctrl-C (and typer.Exit) into a returned exit status.
     if code == 130:
         return _fail(gate, "interrupted", 130)
-    gate.release()
+    gate.let_through()
     return code

@@ -67,7 +67,7 @@ class LogGate(logging.Handler):
         except Exception:  # pragma: no cover - a closed stderr
             self.handleError(record)
 
-    def release(self) -> None:
+    def let_through(self) -> None:
         """Write what was held and let later lines through."""
         self.passing = True
         held, self.held = self.held, []
@@ -98,7 +98,7 @@ def begin_work() -> None:
     """The inputs are checked and the work begins: log lines held so far are written, later ones at once."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, LogGate):
-            handler.release()
+            handler.let_through()
 
 
 @contextlib.contextmanager

@@ -28,11 +28,11 @@ from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.cli.app import app, console, progress_bar, results, working
 from fomm_kp.cli.options import check_choice, check_option, check_suffix
 from fomm_kp.errors import FommError
-from fomm_kp.files import refuse_folder_holding_inputs, refuse_overwriting_inputs
+from fomm_kp.files import check_output_folder, refuse_folder_holding_inputs, refuse_overwriting_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.settings import integer, number
-from fomm_kp.video import VIDEO_SUFFIXES
+from fomm_kp.video import VIDEO_SUFFIXES, probe
 
 FEATURE_SUFFIXES = (".npz", ".csv")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -51,6 +51,7 @@ def _load_tracks_or_video(path: Path, checkpoint: Optional[Path]) -> Tracks:
         return load_tracks(path)
     if checkpoint is None:
         raise FommError(f"{path} is a video: pass --checkpoint to track it, or give its tracks file")
+    probe(path)
     with working(f"tracking {path.name}"):
         return track(path, load_model(checkpoint))
 
@@ -155,6 +156,7 @@ def score(
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
     check_option("--min-bout", min_bout, number(0.0))
     refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
+    check_output_folder(out, "report.json")
     with progress_bar("labelling", transient=True) as update:
         written = score_study([str(s) for s in sources], out, classifier=classifier, groups=groups,
                               checkpoint=checkpoint, min_bout_seconds=min_bout, progress=update)
@@ -179,6 +181,7 @@ def motifs(
     check_choice("--method", method, METHODS)
     check_option("--examples", examples, integer(0))
     refuse_folder_holding_inputs("--out", out, sources)
+    check_output_folder(out, "motifs.csv")
     feats = [load_features(path) for path in sources if is_features_file(path)]
     tracks = [load_tracks(path) for path in sources if not is_features_file(path)]
     if tracks:
@@ -187,5 +190,4 @@ def motifs(
     with working("clustering"):
         found = find_motifs(feats, k_range=(k_min, k_max), method=method)
     written = write_motif_examples(found, feats, out, per_motif=examples, write_clips=clips)
-    save_classifier(found.to_classifier(), out / "motifs_classifier.npz")
-    console.print(f"{found.k} motifs ({method}) -> {written['motifs_csv']}; classifier -> {out / 'motifs_classifier.npz'}")
+    console.print(f"{found.k} motifs ({method}) -> {written['motifs_csv']}; classifier -> {written['classifier']}")

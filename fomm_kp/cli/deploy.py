@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.app import app, console, progress_bar, results, working
 from fomm_kp.cli.options import check_device, check_option, check_suffix
 from fomm_kp.deploy.distill import DistillConfig
 from fomm_kp.deploy.distill import distill as run_distill
@@ -20,18 +20,20 @@ from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write, refuse_overwriting_inputs
 from fomm_kp.video import probe
 from fomm_kp.models.student import StudentConfig, student_config_for
-from fomm_kp.runtime.networks import load_detector
+from fomm_kp.optional import require
+from fomm_kp.runtime.backends import require_tensorrt
+from fomm_kp.runtime.networks import LoadedDetector, load_detector
 from fomm_kp.runtime.onnx_graph import MAX_OPSET, MIN_OPSET
 from fomm_kp.settings import SEED, integer, number
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def _scaled_student(teacher: Path, width: float) -> Optional[StudentConfig]:
+def _scaled_student(teacher: LoadedDetector, width: float) -> Optional[StudentConfig]:
     """The default student of ``teacher`` with its channel widths multiplied by ``width`` (None: 1)."""
     if width == 1.0:
         return None
-    base = student_config_for(load_detector(teacher).config.model.detector)
+    base = student_config_for(teacher.config.model.detector)
     return dataclasses.replace(
         base, widths=tuple(max(8, int(round(w * width / 8)) * 8) for w in StudentConfig().widths),
         decoder_width=max(8, int(round(StudentConfig().decoder_width * width / 8)) * 8))
@@ -62,7 +64,7 @@ def distill(
     probe(video)
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
-    student_config = _scaled_student(teacher, width)
+    student_config = _scaled_student(load_detector(teacher), width)  # reads (and checks) the teacher before any work
     with progress_bar("distilling") as update:
         result = run_distill(video, teacher, out, config, student_config, device, update)
     r = result.report
@@ -101,6 +103,11 @@ def export(
         raise FommError("--fp16/--int8 set the TensorRT engine's precision: add --tensorrt MODEL.engine")
     options = OnnxOptions(opset=opset, dynamic_batch=batch is None, batch_size=batch or 1)
     engine = EngineOptions(precision="int8" if int8 else "fp16", video=video, max_batch=max_batch)
-    report = run_export(checkpoint, onnx, tensorrt, options, engine,
-                        progress=lambda update: console.print(f"[dim]{update.stage}[/dim]"))
+    for module in ("onnx", "onnxruntime"):
+        require(module, "fomm-kp export")
+    if tensorrt is not None:
+        require_tensorrt()
+    load_detector(checkpoint)  # read (and checked) before any work
+    with working("exporting"):
+        report = run_export(checkpoint, onnx, tensorrt, options, engine)
     results.print(report.format())

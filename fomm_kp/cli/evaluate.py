@@ -18,11 +18,13 @@ from fomm_kp.evaluation.behaviour import evaluate_behaviour as run_behaviour
 from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation, save_evaluation
 from fomm_kp.evaluation.landmarks import BACKENDS as LANDMARK_BACKENDS
+from fomm_kp.evaluation.landmarks import check_landmarks
 from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
-from fomm_kp.files import atomic_write, refuse_overwriting_inputs
+from fomm_kp.files import atomic_write, check_output_folder, refuse_folder_holding_inputs, refuse_overwriting_inputs
 from fomm_kp.runtime import Model
 from fomm_kp.settings import integer
-from fomm_kp.video import FrameRange
+from fomm_kp.tracks.io import require_format
+from fomm_kp.video import FrameRange, probe
 
 
 @evaluate_app.command("keypoints")
@@ -48,6 +50,8 @@ def keypoints(
     check_option("--folds", folds, integer(2))
     check_suffix("--json", json_out, (".json",))
     refuse_overwriting_inputs({"--json": json_out}, [labels, checkpoint, tracks, video])
+    for path in (labels, tracks):
+        require_format(path)
     protocol = CrossValidation(folds=folds, fold_mode=fold_mode, use_confidence=confidence)
     with progress_bar("detecting", transient=True) as update:
         evaluation = evaluate_labels(labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained,
@@ -88,9 +92,13 @@ def reconstruction(
 ) -> None:
     """Reconstruction L1 (and face AKD / missing-keypoint rate) with the FOMM papers' protocol."""
     check_choice("--landmarks", landmarks, ("none", *LANDMARK_BACKENDS))
+    if landmarks != "none":
+        check_landmarks(landmarks)
     check_suffix("--out", out, (".json",))
     check_device(device)
     refuse_overwriting_inputs({"--out": out}, [*videos, checkpoint])
+    for video in videos:
+        probe(video)
     model = Model.load(checkpoint, device=device)
     with progress_bar("reconstructing") as update:
         report = evaluate_reconstruction(
@@ -141,6 +149,8 @@ def behaviour(
     check_option("--episodes", episodes, integer(1))
     check_option("--shots", shots, integer(1))
     check_choice("--kind", kind, KINDS)
+    refuse_folder_holding_inputs("--out", out, [table, tracks_dir])
+    check_output_folder(out, "results.json")
     config = feature_config(window, stride)
     with working("evaluating"):
         found = run_behaviour(table, out, tracks_dir=tracks_dir, pixel=pixel, keypoints=keypoints,

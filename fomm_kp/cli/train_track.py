@@ -13,12 +13,13 @@ from fomm_kp.cli.app import app, console, progress_bar, results
 from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box
 from fomm_kp.config import load_config
 from fomm_kp.errors import FommError, Interrupted
-from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.files import check_output_folder, refuse_overwriting_inputs
 from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
+from fomm_kp.runtime.loading import require_backend
 from fomm_kp.settings import SEED, integer, number
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
+from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES, require_format
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.trainer import TrainingInterrupted
@@ -103,6 +104,8 @@ def track(
     check_suffix("--csv", csv, (".csv",))
     check_suffix("--overlay", overlay, WRITABLE_VIDEO_SUFFIXES)
     refuse_overwriting_inputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
+    require_format(out)
+    require_backend(backend, checkpoint)
     info = probe(video)
     box_in_frame(box, info)
     if start >= info.num_frames or (stop is not None and stop <= start):
@@ -135,6 +138,7 @@ def demo(
     """Train on the bundled sample clip, track it, animate it and score its behaviour."""
     check_option("--minutes", minutes, number(above=0.0))
     check_option("--steps", steps, integer(1))
+    check_output_folder(out, "tracks.npz")
     written = demo_module.run_demo(out, minutes=minutes, steps=steps,
                                    train_fn=train_with_progress, track_fn=track_with_progress)
     for name, path in written.items():

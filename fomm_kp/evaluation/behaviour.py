@@ -30,7 +30,7 @@ from fomm_kp.behaviour.plots import plot_confusion
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.clips import Clip, keypoint_clips, pixel_clips, read_clip_table
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, staged_folder
 
 __all__ = ["EpisodeResult", "run_episodes", "leave_one_group_out", "evaluate_clip_set", "evaluate_behaviour"]
 
@@ -270,8 +270,6 @@ def evaluate_behaviour(
     """
     table = Path(table)
     rows = read_clip_table(table)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config = config or FeatureConfig()
     sets: dict[str, list[Clip]] = {}
     if keypoints:
@@ -281,7 +279,8 @@ def evaluate_behaviour(
     if not sets:
         raise FommError("nothing to evaluate: keypoints and pixel baseline are both off")
     results: dict = {"table": str(table), "clips": len(rows), "feature_config": config.to_dict()}
-    for name, clips in sets.items():
-        results[name] = evaluate_clip_set(clips, shots, kinds, episodes, seed, out, name)
-    atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+    with staged_folder(out_dir) as out:  # written beside out_dir and moved in at the end
+        for name, clips in sets.items():
+            results[name] = evaluate_clip_set(clips, shots, kinds, episodes, seed, out, name)
+        atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
     return results

@@ -149,7 +149,10 @@ def read_clip_table(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FommError(f"clip table not found: {path}")
-    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except ValueError as exc:  # not UTF-8, not CSV, empty
+        raise FommError(f"{path} is not a clip table CSV ({' '.join(str(exc).split())[:120]})") from None
     needed = {"video", "start_frame", "end_frame", "label"}
     if not needed <= set(df.columns):
         raise FommError(f"{path} must have columns video,start_frame,end_frame,label (has {list(df.columns)})")

@@ -58,9 +58,25 @@ class Tracks:
         scores = np.asarray(self.scores, dtype=np.float32)
         if scores.shape != (t, n, k):
             raise FommError(f"Tracks.scores must have shape {(t, n, k)}, got {scores.shape}")
-        frames = np.asarray(self.frame_indices, dtype=np.int64)
-        if frames.shape != (t,):
-            raise FommError(f"Tracks.frame_indices must have shape ({t},), got {frames.shape}")
+        frames = np.asarray(self.frame_indices)
+        whole = np.issubdtype(frames.dtype, np.integer) or (np.issubdtype(frames.dtype, np.floating)
+                                                            and np.isfinite(frames).all() and (frames % 1 == 0).all())
+        if frames.shape != (t,) or (t and not whole):
+            raise FommError(f"Tracks.frame_indices must have shape ({t},) and hold integers, got {frames.dtype} "
+                            f"{frames.shape}")
+        frames = frames.astype(np.int64)
+        if t and (frames[0] < 0 or (np.diff(frames) <= 0).any()):
+            raise FommError("Tracks.frame_indices must be non-negative and increasing")
+        if np.isinf(kp).any():
+            raise FommError("Tracks.keypoints must be finite (NaN where missing), found infinite values")
+        if t and (np.nanmin(scores, initial=0.0) < 0 or np.nanmax(scores, initial=0.0) > 1):
+            raise FommError("Tracks.scores must lie in [0, 1]")
+        try:
+            fps = float(self.fps)
+        except (TypeError, ValueError):
+            fps = float("nan")
+        if not np.isfinite(fps) or fps <= 0:
+            raise FommError(f"Tracks.fps must be a positive number, got {self.fps!r}")
         object.__setattr__(self, "keypoints", kp)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "frame_indices", frames)
@@ -79,7 +95,7 @@ class Tracks:
             raise FommError(f"Tracks has {n} subjects but {len(subjects)} subject names")
         object.__setattr__(self, "keypoint_names", names)
         object.__setattr__(self, "subject_names", subjects)
-        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "fps", fps)
         object.__setattr__(self, "video", str(self.video))
         object.__setattr__(self, "metadata", dict(self.metadata))
 

@@ -59,7 +59,7 @@ def load_npz(path: str | os.PathLike) -> Tracks:
                 subject_names=tuple(str(s) for s in data["subject_names"]),
                 metadata=_metadata(data),
             )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:
         raise FommError(f"{path} is not a fomm_kp tracks file: {exc}") from exc
 
 
