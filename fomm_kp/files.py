@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from fomm_kp.errors import FommError
 
 __all__ = ["atomic_write", "same_file", "refuse_overwriting_inputs", "refuse_folder_holding_inputs", "read_text",
-           "check_regular", "check_output_folder", "staged_folder", "rebased"]
+           "check_regular", "check_writable", "check_outputs", "check_output_folder", "staged_folder", "rebased",
+           "remove_stale_temporaries", "all_or_nothing"]
 
 PathLike = str | os.PathLike
 
@@ -50,6 +51,18 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object], suffix: str
     return path
 
 
+def remove_stale_temporaries(folder: PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` leaves beside ``folder/name`` when a process is
+    killed mid-write (``.NAME.XXXXXXXX.SUFFIX``); returns what was removed."""
+    removed = []
+    for name in names:
+        for stale in Path(folder).glob(f".{name}.*"):
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
+                removed.append(stale)
+    return removed
+
+
 def same_file(a: PathLike, b: PathLike) -> bool:
     """Whether two paths name the same file: the same resolved path (links followed), or, when
     both exist, the same inode (hard links)."""
@@ -80,10 +93,43 @@ def refuse_overwriting_inputs(outputs: Mapping[str, PathLike | None], inputs: It
                 raise FommError(f"{name} and {other_name} are the same file ({out}): choose two paths")
 
 
+def check_writable(name: str, path: PathLike, folder: bool = False) -> None:
+    """``path`` (an output file, or with ``folder`` an output folder) can be written: it is not a
+    folder (a file) where a file (a folder) goes, no part of its folder path is a file, and the
+    nearest existing folder above it is writable (not read-only, not immutable)."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise FommError(f"{name} {path} is {'a file' if folder else 'a folder'}: give a {'folder' if folder else 'file'} path")
+    parent = path if folder and path.is_dir() else path.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FommError(f"cannot write {name} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FommError(f"cannot write {name} {path}: the folder {parent} is read-only")
+
+
+def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathLike | None]) -> None:
+    """Before any work: inputs are regular files or folders (:func:`check_regular`), no output names
+    an input (:func:`refuse_overwriting_inputs`), and every output can be written (:func:`check_writable`)."""
+    inputs = [p for p in inputs if p is not None]
+    for source in inputs:
+        check_regular(source)
+    refuse_overwriting_inputs(outputs, inputs)
+    for name, path in outputs.items():
+        if path is not None:
+            check_writable(name, path)
+
+
 def refuse_folder_holding_inputs(name: str, folder: PathLike, inputs: Iterable[PathLike | None]) -> None:
-    """Raise :class:`FommError` when an output ``folder`` is one of the inputs or holds one of them."""
+    """Raise :class:`FommError` when an output ``folder`` is one of the inputs or holds one of them,
+    when an input is not a regular file or folder, or when ``folder`` cannot be written."""
+    inputs = [p for p in inputs if p is not None]
+    for source in inputs:
+        check_regular(source)
+    check_writable(name, folder, folder=True)
     folder = Path(folder).resolve()
-    for source in (Path(p) for p in inputs if p is not None):
+    for source in (Path(p) for p in inputs):
         resolved = source.resolve()
         if resolved == folder or folder in resolved.parents:
             raise FommError(f"{name} {folder} holds the input {source}: write the outputs to another folder")
@@ -183,3 +229,28 @@ def rebased(value: Any, stage: Path, folder: Path) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(rebased(v, stage, folder) for v in value)
     return value
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@contextlib.contextmanager
+def all_or_nothing(*paths: PathLike | None) -> Iterator[None]:
+    """Output files written together: when the block fails or is interrupted, each of ``paths``
+    that the block wrote is removed (a file that was there before and was not touched stays), so a
+    command leaves all its outputs or none."""
+    files = [Path(p) for p in paths if p is not None]
+    before = {path: _stamp(path) for path in files}
+    try:
+        yield
+    except BaseException:
+        for path in files:
+            if path.is_file() and _stamp(path) != before[path]:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        raise

@@ -8,6 +8,7 @@ the container's packets when the header does not state it (imageio's ffmpeg plug
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -347,8 +348,12 @@ class VideoWriter:
     def close(self, success: bool = True) -> None:
         try:
             if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+                writer, self._writer = self._writer, None
+                if success:
+                    writer.close()
+                else:  # discarded: the encoder may already be gone (Ctrl-C reaches ffmpeg too)
+                    with contextlib.suppress(Exception):
+                        writer.close()
             if success and self.path.suffix.lower() == _GIF and self._frames_gif:
                 iio.imwrite(self._tmp, np.stack(self._frames_gif), extension=".gif", duration=1000.0 / self.fps, loop=0)
             if success:

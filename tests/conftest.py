@@ -395,7 +395,8 @@ class HostileWorld:
 
     def paths(self, out: Path) -> dict[str, str]:
         names = {"video": "video.mp4", "ckpt": "checkpoint.pt", "npz": "tracks.npz", "csv": "tracks.csv",
-                 "clf": "classifier.npz", "labels": "labels.csv", "config": "config.yaml"}
+                 "clf": "classifier.npz", "labels": "labels.csv", "config": "config.yaml",
+                 "clips": "clips.csv"}
         return {"out": str(out), "dir": str(self.folder), **{k: str(self.folder / v) for k, v in names.items()}}
 
 
@@ -420,6 +421,8 @@ def hostile_world(tmp_path_factory: pytest.TempPathFactory, disc_clip: Synthetic
     clips = [("circling", behaviour_tracks(["circling"], seed=1)), ("oscillating", behaviour_tracks(["oscillating"], seed=2))]
     save_classifier(fit_from_clips(clips), folder / "classifier.npz")
     (folder / "labels.csv").write_text("video,start_frame,end_frame,label\nvideo,0,89,circling\nvideo,90,179,oscillating\n")
+    (folder / "clips.csv").write_text("video,start_frame,end_frame,label,tracks\n" + "".join(
+        f"video.mp4,{s},{s + 29},{'circling' if s < 90 else 'oscillating'},tracks.npz\n" for s in range(0, 180, 30)))
     (folder / "config.yaml").write_text(yaml.safe_dump(to_dict(builtin_config("tiny"))))
     return HostileWorld(folder)
 

@@ -12,7 +12,7 @@ from fomm_kp.animation.render import animate as animate_fn
 from fomm_kp.cli.app import app, console, progress_bar
 from fomm_kp.cli.options import check_device, check_suffix
 from fomm_kp.errors import FommError
-from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.files import check_outputs
 from fomm_kp.runtime import Model
 from fomm_kp.video import IMAGE_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
@@ -39,7 +39,7 @@ def animate(
     """Animate SOURCE with the motion of DRIVING (First Order Motion Model motion transfer)."""
     check_suffix("--out", out, WRITABLE_VIDEO_SUFFIXES)
     check_device(device)
-    refuse_overwriting_inputs({"--out": out}, [source, driving, checkpoint])
+    check_outputs({"--out": out}, [source, driving, checkpoint])
     _check_frames(source, driving, source_frame, FrameRange(start, stop, stride))
     transfer = TransferOptions(relative=relative, adapt_scale=adapt_scale, best_frame=best_frame)
     panels = PanelOptions(side_by_side=side_by_side, show_keypoints=keypoints, size=size)

@@ -28,7 +28,7 @@ from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.cli.app import app, console, progress_bar, results, working
 from fomm_kp.cli.options import check_choice, check_option, check_suffix
 from fomm_kp.errors import FommError
-from fomm_kp.files import check_output_folder, refuse_folder_holding_inputs, refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.settings import integer, number
@@ -69,14 +69,16 @@ def features(
     """Motion and frequency features of keypoint tracks over sliding windows."""
     check_suffix("--out", out, FEATURE_SUFFIXES)
     check_suffix("--spectrogram", spectrogram, PLOT_SUFFIXES)
-    refuse_overwriting_inputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
+    check_outputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
     data = load_tracks(tracks)
     config = feature_config(window, stride, egocentric, wavelet_freqs)
     feats = motion_features(data, config)
-    save_features(feats, out)
+    with all_or_nothing(out, spectrogram):
+        save_features(feats, out)
+        if spectrogram is not None:
+            plot_keypoint_spectrogram(data, spectrogram, config)
     console.print(f"{feats.num_windows} windows x {feats.num_features} features -> {out}")
     if spectrogram is not None:
-        plot_keypoint_spectrogram(data, spectrogram, config)
         console.print(f"spectrogram -> {spectrogram}")
 
 
@@ -104,7 +106,7 @@ def fit(
     check_suffix("--out", out, (".npz",))
     check_choice("--kind", kind, KINDS)
     clip_files = [item.partition("=")[2] or None for item in clip or []]
-    refuse_overwriting_inputs({"--out": out}, [*(data or []), labels, *clip_files])
+    check_outputs({"--out": out}, [*(data or []), labels, *clip_files])
     config = feature_config(window, stride)
     if clip:
         if labels is not None or data:
@@ -129,7 +131,7 @@ def classify(
     """Label a video: behaviours ranked by probability, optionally every frame to a CSV."""
     check_option("--min-bout", min_bout, number(0.0))
     check_suffix("--per-frame", per_frame, (".csv",))
-    refuse_overwriting_inputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
+    check_outputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
     result = classify_source(_load_tracks_or_video(source, checkpoint), clf, min_bout_seconds=min_bout)
     table = Table(title=f"{source.name}: {len(result.frame_indices)} frames")
@@ -184,6 +186,10 @@ def motifs(
     check_output_folder(out, "motifs.csv")
     feats = [load_features(path) for path in sources if is_features_file(path)]
     tracks = [load_tracks(path) for path in sources if not is_features_file(path)]
+    missing = [source.video for source in [*feats, *tracks] if not source.video or not Path(source.video).is_file()]
+    if clips and missing:
+        raise FommError(f"the example clips need the videos of the tracks: '{missing[0]}' not found "
+                        "(run from the folder the tracks name them from, or pass --no-clips)")
     if tracks:
         config = resolve_config(tracks)
         feats += [motion_features(t, config) for t in tracks]

@@ -17,7 +17,7 @@ from fomm_kp.deploy.export import OnnxOptions
 from fomm_kp.deploy.export import export as run_export
 from fomm_kp.deploy.tensorrt import EngineOptions
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write, refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, atomic_write, check_outputs
 from fomm_kp.video import probe
 from fomm_kp.models.student import StudentConfig, student_config_for
 from fomm_kp.optional import require
@@ -60,13 +60,15 @@ def distill(
     check_option("--seed", seed, SEED)
     check_device(device)
     check_suffix("--report", report, (".json",))
-    refuse_overwriting_inputs({"--out": out, "--report": report}, [video, teacher])
+    check_outputs({"--out": out, "--report": report}, [video, teacher])
     probe(video)
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = _scaled_student(load_detector(teacher), width)  # reads (and checks) the teacher before any work
-    with progress_bar("distilling") as update:
+    with all_or_nothing(out, report), progress_bar("distilling") as update:
         result = run_distill(video, teacher, out, config, student_config, device, update)
+        if report is not None:
+            atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(result.report, indent=2)))
     r = result.report
     held = r["heldout"]
     results.print(f"student -> {result.checkpoint}: {r['student_gflops']:.3f} GFLOPs/frame "
@@ -76,7 +78,6 @@ def distill(
                   f"{held['px256']['mean']:.2f} px mean, {held['px256']['median']:.2f} median, "
                   f"{held['px256']['p95']:.2f} p95 (256-px crop); {held['px_frame']['mean']:.2f} px mean in the video frame")
     if report is not None:
-        atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(r, indent=2)))
         console.print(f"report -> {report}")
 
 
@@ -96,7 +97,7 @@ def export(
     check_suffix("--onnx", onnx, (".onnx",))
     check_suffix("--tensorrt", tensorrt, ENGINE_SUFFIXES)
     check_option("--opset", opset, integer(MIN_OPSET, MAX_OPSET))
-    refuse_overwriting_inputs({"--onnx": onnx, "--tensorrt": tensorrt}, [checkpoint, video])
+    check_outputs({"--onnx": onnx, "--tensorrt": tensorrt}, [checkpoint, video])
     if fp16 and int8:
         raise FommError("choose one of --fp16 and --int8")
     if (fp16 or int8) and tensorrt is None:

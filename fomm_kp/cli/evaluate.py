@@ -20,7 +20,7 @@ from fomm_kp.evaluation.keypoints import CrossValidation, save_evaluation
 from fomm_kp.evaluation.landmarks import BACKENDS as LANDMARK_BACKENDS
 from fomm_kp.evaluation.landmarks import check_landmarks
 from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
-from fomm_kp.files import atomic_write, check_output_folder, refuse_folder_holding_inputs, refuse_overwriting_inputs
+from fomm_kp.files import atomic_write, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import Model
 from fomm_kp.settings import integer
 from fomm_kp.tracks.io import require_format
@@ -49,7 +49,7 @@ def keypoints(
         raise FommError(f"--fold-mode must be 'shuffled' or 'blocks', got '{fold_mode}'")
     check_option("--folds", folds, integer(2))
     check_suffix("--json", json_out, (".json",))
-    refuse_overwriting_inputs({"--json": json_out}, [labels, checkpoint, tracks, video])
+    check_outputs({"--json": json_out}, [labels, checkpoint, tracks, video])
     for path in (labels, tracks):
         require_format(path)
     protocol = CrossValidation(folds=folds, fold_mode=fold_mode, use_confidence=confidence)
@@ -96,7 +96,7 @@ def reconstruction(
         check_landmarks(landmarks)
     check_suffix("--out", out, (".json",))
     check_device(device)
-    refuse_overwriting_inputs({"--out": out}, [*videos, checkpoint])
+    check_outputs({"--out": out}, [*videos, checkpoint])
     for video in videos:
         probe(video)
     model = Model.load(checkpoint, device=device)

@@ -9,11 +9,11 @@ import typer
 
 from fomm_kp import api
 from fomm_kp import demo as demo_module
-from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.app import app, console, progress_bar, results, working
 from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box
-from fomm_kp.config import load_config
+from fomm_kp.config import BUILTIN_CONFIGS, load_config
 from fomm_kp.errors import FommError, Interrupted
-from fomm_kp.files import check_output_folder, refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs
 from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
 from fomm_kp.runtime.loading import require_backend
@@ -62,9 +62,11 @@ def train(
     box = parse_box(crop)
     box_in_frame(box, probe(video))
     checkpoint = out / "checkpoint.pt"
+    config_file = config if config is not None and config not in BUILTIN_CONFIGS else None
+    check_outputs({"--out": checkpoint, "preview": out / "preview.png"}, [video, config_file])
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
-    api.check_out_dir(checkpoint, existing, config is not None)
     loaded = None if resume else load_config(config)
+    api.run_config(checkpoint, config if resume else loaded, existing, {"steps": steps, "minutes": minutes, "seed": seed})
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
@@ -103,7 +105,7 @@ def track(
     check_suffix("--out", out, WRITABLE_TRACK_SUFFIXES)
     check_suffix("--csv", csv, (".csv",))
     check_suffix("--overlay", overlay, WRITABLE_VIDEO_SUFFIXES)
-    refuse_overwriting_inputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
+    check_outputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
     require_format(out)
     require_backend(backend, checkpoint)
     info = probe(video)
@@ -112,17 +114,18 @@ def track(
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
     # With smoothing, the tracks are smoothed before anything is written, and the overlay drawn from them.
-    tracks = track_with_progress(video, model, out=None if smoothing else out, overlay=None if smoothing else overlay,
-                                 crop=box, localize=localize, frames=FrameRange(start, stop, stride),
-                                 batch_size=batch_size)
-    if smoothing is not None:
-        tracks = smooth_tracks(tracks, smoothing)
-        save_tracks(tracks, out)
-        if overlay is not None:
-            with console.status("drawing the overlay"):
-                write_overlay(tracks, video, overlay)
-    if csv is not None:
-        save_tracks(tracks, csv)
+    with all_or_nothing(out, overlay, csv):
+        tracks = track_with_progress(video, model, out=None if smoothing else out,
+                                     overlay=None if smoothing else overlay, crop=box, localize=localize,
+                                     frames=FrameRange(start, stop, stride), batch_size=batch_size)
+        if smoothing is not None:
+            tracks = smooth_tracks(tracks, smoothing)
+            save_tracks(tracks, out)
+            if overlay is not None:
+                with working("drawing the overlay"):
+                    write_overlay(tracks, video, overlay)
+        if csv is not None:
+            save_tracks(tracks, csv)
     where = OnSubject.from_data(tracks.metadata.get("on_subject", {}))
     console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
                   + (f", overlay {overlay}" if overlay else "") + (f" (smoothed over {smooth} frames)" if smooth else "")

@@ -29,7 +29,7 @@ from fomm_kp.behaviour.classifiers import ClassifierOptions, fit_window_classifi
 from fomm_kp.behaviour.plots import plot_confusion
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.clips import Clip, keypoint_clips, pixel_clips, read_clip_table
+from fomm_kp.evaluation.clips import Clip, check_clip_videos, keypoint_clips, pixel_clips, read_clip_table
 from fomm_kp.files import atomic_write, staged_folder
 
 __all__ = ["EpisodeResult", "run_episodes", "leave_one_group_out", "evaluate_clip_set", "evaluate_behaviour"]
@@ -271,6 +271,8 @@ def evaluate_behaviour(
     table = Path(table)
     rows = read_clip_table(table)
     config = config or FeatureConfig()
+    if pixel:
+        check_clip_videos(rows, table.parent)
     sets: dict[str, list[Clip]] = {}
     if keypoints:
         sets["keypoints"] = keypoint_clips(rows, table.parent, tracks_dir, config)
