@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,6 +26,7 @@ from fomm_kp.files import check_regular
 
 __all__ = [
     "VideoInfo",
+    "variable_rate",
     "probe",
     "iter_frames",
     "read_frames",
@@ -68,13 +69,32 @@ class FrameRange:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a reader needs to know about a video or image folder."""
+    """What a reader needs to know about a video or image folder.
+
+    ``times``: float64 ``(num_frames,)`` presentation time of each frame in seconds from the first
+    (the container's timestamps), or None when the container does not state them (image folders).
+    """
 
     path: str
     width: int
     height: int
     fps: float
     num_frames: int
+    times: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frames' timestamps stray from ``index / fps`` by more than half a frame."""
+        return variable_rate(self.times, np.arange(self.num_frames), self.fps)
+
+
+def variable_rate(times: np.ndarray | None, frame_indices: np.ndarray, fps: float) -> bool:
+    """Whether ``times`` (seconds of the frames ``frame_indices``) stray from ``index / fps`` (after
+    the first frame's offset) by more than half a frame interval: a variable-frame-rate video."""
+    if times is None or len(times) < 2:
+        return False
+    expected = (np.asarray(frame_indices) - frame_indices[0]) / fps + times[0]
+    return bool(np.max(np.abs(np.asarray(times) - expected)) > 0.5 / fps)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -87,13 +107,24 @@ def _check_exists(path: Path) -> None:
         raise FommError(f"video not found: {path}")
 
 
+def _to_uint8(frame: np.ndarray) -> np.ndarray:
+    """uint8 levels of an image of another type: booleans to 0/255, wider integers (16-bit images)
+    scaled by their type's range (not clipped, which would leave them nearly binary), floats in
+    [0, 1] scaled by 255 (other floats taken as 0–255 levels); NaN is 0."""
+    if frame.dtype == np.bool_:
+        return frame.astype(np.uint8) * 255
+    if np.issubdtype(frame.dtype, np.integer):
+        top = float(np.iinfo(frame.dtype).max)
+        return np.round(np.clip(frame.astype(np.float64), 0, top) * (255.0 / top)).astype(np.uint8)
+    frame = np.nan_to_num(frame.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    scale = 255.0 if frame.size and frame.max() <= 1.0 else 1.0
+    return np.round(np.clip(frame * scale, 0, 255)).astype(np.uint8)
+
+
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
-        if np.issubdtype(frame.dtype, np.floating):
-            frame = np.clip(frame * (255.0 if frame.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        else:
-            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        frame = _to_uint8(frame)
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     elif frame.shape[2] == 1:
@@ -155,14 +186,20 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             fps = float(rate) if rate else 30.0
             # Count packets that carry frames: exact for the containers we meet, and far
             # cheaper than decoding. Header counts are unreliable (0 for many avi, inf in ffmpeg).
-            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            # Their timestamps, sorted, are the frames' presentation times.
+            stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+            count = len(stamps)
+            times = None
+            if count and stream.time_base and all(pts is not None for pts in stamps):
+                ordered = np.sort(np.asarray(stamps, dtype=np.int64))
+                times = (ordered - ordered[0]).astype(np.float64) * float(stream.time_base)
     except FommError:
         raise
     except Exception as exc:
         raise FommError(f"cannot read video {path}: {exc.__class__.__name__}: {exc}") from exc
     if count == 0 or width == 0 or height == 0:
         raise FommError(f"video {path} has no frames")
-    return VideoInfo(str(path), width, height, fps, count)
+    return VideoInfo(str(path), width, height, fps, count, times)
 
 
 def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:

@@ -193,11 +193,17 @@ Source = Union[Tracks, Features]  # what classifiers take: tracks (features comp
 MOSTLY_MISSING = 0.5  # warn when more than this share of keypoint positions is missing
 
 
-def check_present(tracks: Tracks) -> None:
-    """Refuse tracks where every keypoint is missing; warn when most are."""
+def check_usable(tracks: Tracks) -> None:
+    """Refuse tracks without frames, with every keypoint missing, or from a variable-frame-rate video
+    (windows and rates assume a constant one); warn when most keypoints are missing."""
     name = tracks.video or "these tracks"
     if tracks.num_frames == 0:
         raise FommError(f"{name}: no frames")
+    if tracks.variable_rate:
+        gaps = np.diff(tracks.times) / np.maximum(np.diff(tracks.frame_indices), 1)
+        raise FommError(f"{name} comes from a variable-frame-rate video (frame intervals {gaps.min():.3f}-"
+                        f"{gaps.max():.3f} s): behaviour features need a constant rate; re-encode it at one "
+                        "(ffmpeg -i IN -fps_mode cfr OUT) and track it again")
     missing = float(np.isnan(tracks.keypoints).any(axis=-1).mean())
     if missing == 1.0:
         raise FommError(f"{name}: every keypoint is missing in every frame (all NaN): no motion to measure")
@@ -218,7 +224,7 @@ def motion_features(tracks: Tracks, config: FeatureConfig | None = None) -> Feat
     """
     if not isinstance(tracks, Tracks):
         raise FommError(f"motion_features needs Tracks, got {type(tracks).__name__}")
-    check_present(tracks)
+    check_usable(tracks)
     config = resolve_config(tracks, config)
     if tracks.fps <= 0 or not np.isfinite(tracks.fps):
         raise FommError(f"tracks need a positive fps, got {tracks.fps}")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fomm_kp.behaviour.classifiers import Classifier
-from fomm_kp.behaviour.features import Features, Source, check_present, motion_features
+from fomm_kp.behaviour.features import Features, Source, check_usable, motion_features
 from fomm_kp.behaviour.temporal import WindowPredictions, predict_temporal
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
@@ -126,7 +126,7 @@ def predict_windows(clf: Classifier, source: Source) -> WindowPredictions:
     if clf.temporal:
         if not isinstance(source, Tracks):
             raise FommError("a temporal classifier predicts from tracks, not from a feature table")
-        check_present(source)
+        check_usable(source)
         return predict_temporal(clf, source)
     if isinstance(source, Tracks):
         feats = motion_features(source, FeatureConfig.from_dict(clf.feature_config) if clf.feature_config else None)
