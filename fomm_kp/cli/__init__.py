@@ -57,7 +57,7 @@ def _run(gate: LogGate) -> int | None:
         # Recent typer releases bundle their own copy of click (typer._click), whose exceptions are
         # not click's: recognise them by name and shape rather than by class.
         if type(exc).__name__ == "Abort":
-            return _fail(gate, "aborted", 130)
+            return _fail(gate, "interrupted", 130)
         format_message = getattr(exc, "format_message", None)
         if callable(format_message):
             message = " ".join(str(format_message()).split())
