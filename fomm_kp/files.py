@@ -15,7 +15,8 @@ from fomm_kp.errors import FommError
 
 __all__ = ["atomic_write", "same_file", "refuse_overwriting_inputs", "refuse_folder_holding_inputs", "read_text",
            "check_regular", "check_writable", "check_outputs", "check_output_folder", "staged_folder", "rebased",
-           "remove_stale_temporaries", "all_or_nothing"]
+           "remove_stale_temporaries", "all_or_nothing", "make_folders",
+           "remove_empty_folders"]
 
 PathLike = str | os.PathLike
 
@@ -26,8 +27,9 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object], suffix: str
     Nothing half-written is ever left at ``path``: on failure the temporary file is removed.
     """
     path = Path(path)
+    created: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        created = make_folders(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
     except FileExistsError:
         raise FommError(f"cannot write {path}: a file stands where its folder should be") from None
@@ -47,8 +49,28 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object], suffix: str
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
+        remove_empty_folders(created)
         raise
     return path
+
+
+def make_folders(folder: PathLike) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest last (for :func:`remove_empty_folders`)."""
+    folder = Path(folder)
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
+def remove_empty_folders(created: Iterable[Path]) -> None:
+    """Remove the folders :func:`make_folders` created, deepest first, where they are still empty."""
+    for folder in reversed(list(created)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def remove_stale_temporaries(folder: PathLike, names: Iterable[str]) -> list[Path]:
@@ -190,11 +212,14 @@ def staged_folder(folder: PathLike) -> Iterator[Path]:
     yet; else file by file, replacing files of the same name and leaving every other file alone);
     when it fails or is interrupted the temporary folder is removed and ``folder`` is untouched."""
     folder = Path(folder)
+    created: list[Path] = []
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        created = make_folders(folder.parent)
         stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     except OSError as exc:
+        remove_empty_folders(created)
         raise FommError(f"cannot write {folder}: {exc.strerror or exc}") from None
+    done = False
     try:
         yield stage
         umask = os.umask(0)
@@ -202,13 +227,16 @@ def staged_folder(folder: PathLike) -> Iterator[Path]:
         os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700 folders; give the usual permissions
         if not folder.exists():
             os.rename(stage, folder)
-            return
-        for source in sorted(p for p in stage.rglob("*") if not p.is_dir()):
-            target = folder / source.relative_to(stage)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+        else:
+            for source in sorted(p for p in stage.rglob("*") if not p.is_dir()):
+                target = folder / source.relative_to(stage)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+        done = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not done:
+            remove_empty_folders(created)
 
 
 def rebased(value: Any, stage: Path, folder: Path) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from fomm_kp.errors import FommError
-from fomm_kp.files import check_regular
+from fomm_kp.files import check_regular, make_folders, remove_empty_folders
 
 __all__ = [
     "VideoInfo",
@@ -69,11 +69,8 @@ class FrameRange:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a reader needs to know about a video or image folder.
-
-    ``times``: float64 ``(num_frames,)`` presentation time of each frame in seconds from the first
-    (the container's timestamps), or None when the container does not state them (image folders).
-    """
+    """What a reader needs to know about a video or image folder. ``times``: float64 ``(num_frames,)``
+    seconds of each frame from the first (the container's timestamps), or None (image folders)."""
 
     path: str
     width: int
@@ -93,8 +90,7 @@ def variable_rate(times: np.ndarray | None, frame_indices: np.ndarray, fps: floa
     the first frame's offset) by more than half a frame interval: a variable-frame-rate video."""
     if times is None or len(times) < 2:
         return False
-    expected = (np.asarray(frame_indices) - frame_indices[0]) / fps + times[0]
-    return bool(np.max(np.abs(np.asarray(times) - expected)) > 0.5 / fps)
+    return bool(np.max(np.abs(times - times[0] - (frame_indices - frame_indices[0]) / fps)) > 0.5 / fps)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -111,10 +107,8 @@ def _to_uint8(frame: np.ndarray) -> np.ndarray:
     """uint8 levels of an image of another type: booleans to 0/255, wider integers (16-bit images)
     scaled by their type's range (not clipped, which would leave them nearly binary), floats in
     [0, 1] scaled by 255 (other floats taken as 0–255 levels); NaN is 0."""
-    if frame.dtype == np.bool_:
-        return frame.astype(np.uint8) * 255
-    if np.issubdtype(frame.dtype, np.integer):
-        top = float(np.iinfo(frame.dtype).max)
+    if np.issubdtype(frame.dtype, np.integer) or frame.dtype == np.bool_:
+        top = 1.0 if frame.dtype == np.bool_ else float(np.iinfo(frame.dtype).max)
         return np.round(np.clip(frame.astype(np.float64), 0, top) * (255.0 / top)).astype(np.uint8)
     frame = np.nan_to_num(frame.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
     scale = 255.0 if frame.size and frame.max() <= 1.0 else 1.0
@@ -151,11 +145,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def _check_image_sizes(files: Sequence[Path], size: tuple[int, int]) -> None:
     """Every image of a folder must be readable (its header) and of one size: frames of one video."""
     for file in files[1:]:
-        check_regular(file, "image")
         try:
-            with Image.open(file) as image:
+            with Image.open(check_regular(file, "image")) as image:
                 found = image.size
-        except Exception as exc:  # PIL raises many types for files that are not images
+        except Exception as exc:  # PIL raises many types for files that are not images (or are bombs)
             raise FommError(f"cannot read image {file}: {exc.__class__.__name__}") from None
         if found != size:
             raise FommError(f"the images of {file.parent} differ in size: {files[0].name} is {size[0]}x{size[1]}, "
@@ -188,11 +181,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             # cheaper than decoding. Header counts are unreliable (0 for many avi, inf in ffmpeg).
             # Their timestamps, sorted, are the frames' presentation times.
             stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
-            count = len(stamps)
-            times = None
-            if count and stream.time_base and all(pts is not None for pts in stamps):
-                ordered = np.sort(np.asarray(stamps, dtype=np.int64))
-                times = (ordered - ordered[0]).astype(np.float64) * float(stream.time_base)
+            count, times = len(stamps), None
+            if count and stream.time_base and None not in stamps:
+                times = np.sort(np.asarray(stamps, dtype=np.float64) - min(stamps)) * float(stream.time_base)
     except FommError:
         raise
     except Exception as exc:
@@ -352,7 +343,7 @@ class VideoWriter:
         if suffix not in WRITABLE_VIDEO_SUFFIXES:
             raise FommError(f"cannot write video as '{suffix}' ({self.path}): use .mp4 or .gif")
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = make_folders(self.path.parent)  # removed again if the video is discarded
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._frames_gif: list[np.ndarray] = []
         self._writer = None
@@ -400,6 +391,8 @@ class VideoWriter:
         finally:
             if self._tmp.exists():
                 self._tmp.unlink()
+            if not self.path.exists():
+                remove_empty_folders(self._created)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(success=exc_type is None)
