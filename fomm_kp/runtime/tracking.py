@@ -126,7 +126,8 @@ def track(
         overlay_video.close()
     if not rows.frame_indices:
         raise FommError(f"no frames read from {video}")
-    result = dataclasses.replace(rows.tracks(info, model.num_keypoints), metadata={"on_subject": where.result().to_data()})
+    result = dataclasses.replace(rows.tracks(info, model.num_keypoints),
+                                 metadata={"on_subject": where.result().to_data()})
     if out is not None:
         save_tracks(result, out)
     return result
