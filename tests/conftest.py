@@ -396,7 +396,7 @@ class HostileWorld:
     def paths(self, out: Path) -> dict[str, str]:
         names = {"video": "video.mp4", "ckpt": "checkpoint.pt", "npz": "tracks.npz", "csv": "tracks.csv",
                  "clf": "classifier.npz", "labels": "labels.csv", "config": "config.yaml",
-                 "clips": "clips.csv"}
+                 "clips": "clips.csv", "dlc": "labels_dlc.csv"}
         return {"out": str(out), "dir": str(self.folder), **{k: str(self.folder / v) for k, v in names.items()}}
 
 
@@ -418,6 +418,7 @@ def hostile_world(tmp_path_factory: pytest.TempPathFactory, disc_clip: Synthetic
     tracks = behaviour_tracks(["circling", "oscillating"], seed=0, name="video.mp4")
     save_tracks(tracks, folder / "tracks.npz")
     save_tracks(tracks, folder / "tracks.csv")
+    save_tracks(tracks.select_frames(slice(0, 20)), folder / "labels_dlc.csv")  # "labelled" frames 0-19 of the video
     clips = [("circling", behaviour_tracks(["circling"], seed=1)), ("oscillating", behaviour_tracks(["oscillating"], seed=2))]
     save_classifier(fit_from_clips(clips), folder / "classifier.npz")
     (folder / "labels.csv").write_text("video,start_frame,end_frame,label\nvideo,0,89,circling\nvideo,90,179,oscillating\n")

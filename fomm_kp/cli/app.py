@@ -118,15 +118,16 @@ def progress_bar(description: str, transient: bool = False) -> Iterator:
 
     The bar shows the update's stage (else ``description``), n/total, smoothed losses when there are
     any, elapsed and remaining time. It is drawn on terminals only (elsewhere the log lines tell the
-    progress), and removed when the work fails, so that the error line stands alone. Entering it
-    begins the work (:func:`begin_work`)."""
-    begin_work()
+    progress), and removed when the work fails, so that the error line stands alone. The first update
+    begins the work (:func:`begin_work`): what goes wrong while the job still reads and checks its
+    inputs is one error line, without the log lines held until then."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=transient, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=None, info="")
 
         def update(step: Update) -> None:
+            begin_work()
             bar.update(task, completed=step.done, total=step.total, description=step.stage or description,
                        info=_loss_text(step.losses))
 

@@ -22,6 +22,7 @@ from fomm_kp.evaluation.landmarks import check_landmarks
 from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
 from fomm_kp.files import atomic_write, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import Model
+from fomm_kp.runtime.loading import require_backend
 from fomm_kp.settings import integer
 from fomm_kp.tracks.io import require_format
 from fomm_kp.video import FrameRange, probe
@@ -52,6 +53,8 @@ def keypoints(
     check_outputs({"--json": json_out}, [labels, checkpoint, tracks, video])
     for path in (labels, tracks):
         require_format(path)
+    if checkpoint is not None:
+        require_backend("auto", checkpoint)
     protocol = CrossValidation(folds=folds, fold_mode=fold_mode, use_confidence=confidence)
     with progress_bar("detecting", transient=True) as update:
         evaluation = evaluate_labels(labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained,

@@ -105,6 +105,7 @@ CHECKPOINT_COMMANDS = {
     "distill": ["distill", "{video}", "-t", "{bad}", "-o", "{out}/s.pt", "--steps", "1"],
     "animate": ["animate", "{video}", "{video}", "-m", "{bad}", "-o", "{out}/a.mp4"],
     "reconstruction": ["evaluate", "reconstruction", "{video}", "-m", "{bad}", "-o", "{out}/r.json"],
+    "keypoints": ["evaluate", "keypoints", "{dlc}", "--video", "{video}", "-m", "{bad}", "--json", "{out}/e.json"],
 }
 CHECKPOINT_KINDS = sorted([*CHECKPOINTS, "config-bad-value", "config-unknown-key", "config-not-a-mapping",
                            "kind-potato", "meta-not-a-mapping", "step-text", "weights-missing",
@@ -180,12 +181,18 @@ ONNX_FILES = {
 }
 
 
+ONNX_COMMANDS = {
+    "track": ["track", "{video}", "-m", "{bad}", "-o", "{out}/t.npz"],
+    "keypoints": ["evaluate", "keypoints", "{dlc}", "--video", "{video}", "-m", "{bad}", "--json", "{out}/e.json"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ONNX_COMMANDS))
 @pytest.mark.parametrize("kind", sorted(ONNX_FILES))
-def test_hostile_onnx_model(kind: str, hostile_world, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_hostile_onnx_model(kind: str, command: str, hostile_world, tmp_path: Path, capsys, monkeypatch) -> None:
     bad = tmp_path / "bad.onnx"
     ONNX_FILES[kind](bad, tmp_path / "marker")
-    _run_bad(hostile_world, ["track", "{video}", "-m", "{bad}", "-o", "{out}/t.npz"], bad, tmp_path, capsys,
-             monkeypatch, str(bad))
+    _run_bad(hostile_world, ONNX_COMMANDS[command], bad, tmp_path, capsys, monkeypatch, str(bad))
 
 
 def _image_folder(sizes: list[tuple[int, int]], garbage: bool = False) -> Callable[[Path, Path], None]:
@@ -201,6 +208,9 @@ def _image_folder(sizes: list[tuple[int, int]], garbage: bool = False) -> Callab
     return make
 
 
+TRUNCATED: list[bytes] = []  # the world's video, read once by the first video test
+
+
 def _text_folder(path: Path, marker: Path) -> None:
     path.mkdir()
     (path / "notes.txt").write_text("hello")
@@ -212,6 +222,8 @@ VIDEOS = {
     "text": (".mp4", _bytes(b"hello\n" * 100)),
     "pickle": (".avi", lambda path, marker: path.write_bytes(pickle.dumps(_Payload(marker)))),
     "zero-frames": (".avi", lambda path, marker: write_zero_frame_video(path)),
+    "truncated": (".mp4", lambda path, marker: path.write_bytes(TRUNCATED[0][: len(TRUNCATED[0]) * 2 // 3])),
+    "head-only": (".mp4", lambda path, marker: path.write_bytes(TRUNCATED[0][:600])),
     "png-that-is-text": (".png", _bytes(b"hello")),
     "folder-without-images": ("", _text_folder),
     "folder-mixed-sizes": ("", _image_folder([(64, 48)] * 3 + [(32, 32)] * 3)),
@@ -235,6 +247,7 @@ VIDEO_CASES = [(command, kind) for command in sorted(VIDEO_COMMANDS) for kind in
 @pytest.mark.parametrize(("command", "kind"), VIDEO_CASES)
 def test_hostile_video(command: str, kind: str, hostile_world, tmp_path: Path, capsys, monkeypatch) -> None:
     suffix, make = VIDEOS[kind]
+    TRUNCATED[:] = TRUNCATED or [(hostile_world.folder / "video.mp4").read_bytes()]
     bad = tmp_path / f"bad{suffix}"
     make(bad, tmp_path / "marker")
     _run_bad(hostile_world, VIDEO_COMMANDS[command], bad, tmp_path, capsys, monkeypatch)
