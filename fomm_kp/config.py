@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import check_regular, read_text
 from fomm_kp.settings import (
     FRACTION,
     SEED,
@@ -346,11 +347,11 @@ def load_config(path: str | os.PathLike | None) -> Config:
         return builtin_config("cpu")
     if str(path) in BUILTIN_CONFIGS:
         return builtin_config(str(path))
-    path = Path(path)
+    path = check_regular(path, "config file")
     if not path.is_file():
         raise FommError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise FommError(f"{path}: not valid YAML ({first})") from None
