@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fomm_kp.behaviour.classifiers import load_classifier, save_classifier
+from fomm_kp.behaviour.classifiers import KINDS, load_classifier, save_classifier
 from fomm_kp.behaviour.features import (
     Features,
     is_features_file,
@@ -20,21 +20,26 @@ from fomm_kp.behaviour.features import (
 from fomm_kp.behaviour.fitting import fit_classifier, fit_from_clips
 from fomm_kp.behaviour.frame_labels import classify as classify_source
 from fomm_kp.behaviour.frame_labels import rank_labels
-from fomm_kp.behaviour.motifs import find_motifs, write_motif_examples
+from fomm_kp.behaviour.motifs import METHODS, find_motifs, write_motif_examples
 from fomm_kp.behaviour.plots import plot_keypoint_spectrogram
 from fomm_kp.behaviour.report import is_frame_labels_csv
 from fomm_kp.behaviour.report import score as score_study
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
-from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.app import app, console, progress_bar, results, working
 from fomm_kp.cli.many import OVERWRITE, RAY_ADDRESS, WORKERS, run_options, run_with_progress
+from fomm_kp.cli.options import check_choice, check_option, check_suffix
 from fomm_kp.distributed import FeaturesJob, LabelJob, RunOptions, expand_sources, is_many, output_paths
 from fomm_kp.errors import FommError
-from fomm_kp.files import refuse_folder_holding_inputs, refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
+from fomm_kp.settings import integer, number
 from fomm_kp.tracks.io import TRACK_SUFFIXES
-from fomm_kp.video import VIDEO_SUFFIXES
+from fomm_kp.video import VIDEO_SUFFIXES, probe
+
+FEATURE_SUFFIXES = (".npz", ".csv")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def feature_config(window: Optional[List[float]], stride: float, egocentric: bool = True,
@@ -50,7 +55,8 @@ def _load_tracks_or_video(path: Path, checkpoint: Optional[Path]) -> Tracks:
         return load_tracks(path)
     if checkpoint is None:
         raise FommError(f"{path} is a video: pass --checkpoint to track it, or give its tracks file")
-    with console.status(f"tracking {path.name}"):
+    probe(path)
+    with working(f"tracking {path.name}"):
         return track(path, load_model(checkpoint))
 
 
@@ -78,19 +84,23 @@ def features(
     if is_many(tracks, TRACK_SUFFIXES):
         if spectrogram is not None:
             raise FommError("--spectrogram takes one tracks file")
-        folder = _output_folder(out, "--out", (".npz", ".csv"))
+        folder = _output_folder(out, "--out", FEATURE_SUFFIXES)
         sources = expand_sources(tracks, TRACK_SUFFIXES)
         output_paths(sources, folder, ".npz")
         run_with_progress(sources, FeaturesJob(folder, config), run_options(workers, ray_address, overwrite))
         return
     source = tracks[0]
-    refuse_overwriting_inputs({"--out": out, "--spectrogram": spectrogram}, [source])
+    check_suffix("--out", out, FEATURE_SUFFIXES)
+    check_suffix("--spectrogram", spectrogram, PLOT_SUFFIXES)
+    check_outputs({"--out": out, "--spectrogram": spectrogram}, [source])
     data = load_tracks(source)
     feats = motion_features(data, config)
-    save_features(feats, out)
+    with all_or_nothing(out, spectrogram):
+        save_features(feats, out)
+        if spectrogram is not None:
+            plot_keypoint_spectrogram(data, spectrogram, config)
     console.print(f"{feats.num_windows} windows x {feats.num_features} features -> {out}")
     if spectrogram is not None:
-        plot_keypoint_spectrogram(data, spectrogram, config)
         console.print(f"spectrogram -> {spectrogram}")
 
 
@@ -115,8 +125,10 @@ def fit(
     stride: float = typer.Option(0.25, help="seconds between window centres"),
 ) -> None:
     """Fit a few-shot behaviour classifier from labelled segments or example clips."""
+    check_suffix("--out", out, (".npz",))
+    check_choice("--kind", kind, KINDS)
     clip_files = [item.partition("=")[2] or None for item in clip or []]
-    refuse_overwriting_inputs({"--out": out}, [*(data or []), labels, *clip_files])
+    check_outputs({"--out": out}, [*(data or []), labels, *clip_files])
     config = feature_config(window, stride)
     if clip:
         if labels is not None or data:
@@ -142,6 +154,7 @@ def classify(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Label a video: behaviours ranked by probability, optionally every frame to a CSV."""
+    check_option("--min-bout", min_bout, number(0.0))
     if is_many(sources, VIDEO_SUFFIXES + TRACK_SUFFIXES):
         if per_frame is None:
             raise FommError("with several sources, --per-frame FOLDER is required (one per-frame CSV per source)")
@@ -152,7 +165,8 @@ def classify(
         run_with_progress(expanded, job, run_options(workers, ray_address, overwrite), inputs=[classifier, checkpoint])
         return
     source = sources[0]
-    refuse_overwriting_inputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
+    check_suffix("--per-frame", per_frame, (".csv",))
+    check_outputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
     result = classify_source(_load_tracks_or_video(source, checkpoint), clf, min_bout_seconds=min_bout)
     table = Table(title=f"{source.name}: {len(result.frame_indices)} frames")
@@ -200,7 +214,10 @@ def score(
                                    "per-frame CSV is already in OUT/per_frame (default: reuse it)"),
 ) -> None:
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
+    check_option("--min-bout", min_bout, number(0.0))
     refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
+    if not (out / "per_frame").is_dir():  # per-frame CSVs of an earlier run on workers are reused
+        check_output_folder(out, "report.json")
     run = run_options(workers, ray_address, overwrite)
     if run.resolved_workers() != 1 or ray_address is not None:
         sources = _label_on_workers(sources, out, classifier, checkpoint, min_bout, run)
@@ -223,14 +240,22 @@ def motifs(
     clips: bool = typer.Option(True, help="write an example clip per motif (needs the videos)"),
 ) -> None:
     """Find unlabelled motifs: cluster feature windows and write example clips to name them."""
+    check_option("--k-min", k_min, integer(2))
+    check_option("--k-max", k_max, integer(k_min))
+    check_choice("--method", method, METHODS)
+    check_option("--examples", examples, integer(0))
     refuse_folder_holding_inputs("--out", out, sources)
+    check_output_folder(out, "motifs.csv")
     feats = [load_features(path) for path in sources if is_features_file(path)]
     tracks = [load_tracks(path) for path in sources if not is_features_file(path)]
+    missing = [source.video for source in [*feats, *tracks] if not source.video or not Path(source.video).is_file()]
+    if clips and missing:
+        raise FommError(f"the example clips need the videos of the tracks: '{missing[0]}' not found "
+                        "(run from the folder the tracks name them from, or pass --no-clips)")
     if tracks:
         config = resolve_config(tracks)
         feats += [motion_features(t, config) for t in tracks]
-    with console.status("clustering"):
+    with working("clustering"):
         found = find_motifs(feats, k_range=(k_min, k_max), method=method)
     written = write_motif_examples(found, feats, out, per_motif=examples, write_clips=clips)
-    save_classifier(found.to_classifier(), out / "motifs_classifier.npz")
-    console.print(f"{found.k} motifs ({method}) -> {written['motifs_csv']}; classifier -> {out / 'motifs_classifier.npz'}")
+    console.print(f"{found.k} motifs ({method}) -> {written['motifs_csv']}; classifier -> {written['classifier']}")

@@ -31,6 +31,8 @@ def _write_npz(tracks: Tracks, path: Path) -> None:
         arrays["jacobians"] = tracks.jacobians
     if tracks.covariances is not None:
         arrays["covariances"] = tracks.covariances
+    if tracks.times is not None:
+        arrays["times"] = tracks.times
     write_npz(path, arrays)  # byte for byte the same for the same tracks
 
 
@@ -58,8 +60,9 @@ def load_npz(path: str | os.PathLike) -> Tracks:
                 keypoint_names=tuple(str(s) for s in data["keypoint_names"]),
                 subject_names=tuple(str(s) for s in data["subject_names"]),
                 metadata=_metadata(data),
+                times=data["times"] if "times" in data else None,
             )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:
         raise FommError(f"{path} is not a fomm_kp tracks file: {exc}") from exc
 
 
