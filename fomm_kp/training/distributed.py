@@ -14,6 +14,7 @@ rank 0 decides to (time limit, Ctrl-C) (:func:`agree`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def session(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
     try:
         yield ranks, device
     finally:
+        gc.collect()  # free DDP wrappers first: freed after the group, one can deadlock gloo's threads
         dist.destroy_process_group()
 
 

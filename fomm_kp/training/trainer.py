@@ -9,6 +9,7 @@ looks, so training resumes exactly where it stopped. The loss terms are
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,15 @@ class Trainer:
         train = self.config.train
         sync_every = 1 if self.device.type == "cpu" else max(1, min(train.log_every or 50, 50))
         loop = Loop(steps, minutes, train.log_every, "training", progress if self.ranks.writer else None, sync_every)
-        with deferred_interrupt() as interrupted:
-            result = loop.run(lambda _: self.step(), self.step_count, self._after_step, interrupted, self._agree)
+        try:
+            with deferred_interrupt() as interrupted:
+                result = loop.run(lambda _: self.step(), self.step_count, self._after_step, interrupted, self._agree)
+        finally:
+            # Drop the DDP wrapper while the process group lives: freed after the group is left, its
+            # reducer would free the group while holding the GIL, and gloo's threads can then deadlock.
+            self.forward = self.model
+            if self.ranks.distributed:
+                gc.collect()  # the wrapper may sit in a reference cycle
         if result.interrupted:
             checkpoint = self.out_dir / "checkpoint.pt"
             if self.ranks.writer:
