@@ -42,6 +42,7 @@ __all__ = [
     "LossConfig",
     "TrainConfig",
     "LocalizeConfig",
+    "IdentityConfig",
     "DataConfig",
     "Config",
     "load_config",
@@ -272,6 +273,46 @@ class LocalizeConfig:
 
 
 @dataclass(frozen=True)
+class IdentityConfig:
+    """How several subjects are told apart and followed (:mod:`fomm_kp.localize.multi`,
+    :mod:`fomm_kp.localize.identity`; ``data.identity`` in a config file). Used only when
+    ``data.subjects`` is not 1.
+
+    Attributes:
+        max_gap: a subject missed for up to this many frames keeps its identity and its crop is
+            bridged (interpolated); longer, it is lost (NaN keypoints) until found again.
+        min_relative_area: a foreground part counts as a subject only when its area is at least
+            this fraction of a typical subject's (debris, reflections).
+        split_area: a part claimed by several subjects' predicted positions is split between them
+            (watershed on the distance transform) when its area reaches this × a typical subject's.
+        persist_fraction: ``subjects: auto`` counts the subjects as the largest number of separate
+            parts seen in at least this share of the sampled frames.
+        size_weight: cost of a doubling of area in the frame-to-frame assignment, against one body
+            length of distance to the predicted position ...
+        appearance_weight: ... and of a difference in appearance (mean colour and grey-level
+            histogram of the part, unit-normalised).
+        max_jump: farthest a subject may be from its predicted position, in body lengths per frame
+            (the gate of the assignment).
+    """
+
+    max_gap: int = 15
+    min_relative_area: float = 0.25
+    split_area: float = 1.35
+    persist_fraction: float = 0.5
+    size_weight: float = 1.0
+    appearance_weight: float = 1.0
+    max_jump: float = 1.5
+
+    def __post_init__(self) -> None:
+        check(self, max_gap=integer(0), min_relative_area=number(0.0, 1.0), split_area=number(above=1.0),
+              persist_fraction=number(above=0.0, high=1.0), size_weight=WEIGHT, appearance_weight=WEIGHT,
+              max_jump=number(above=0.0))
+
+
+MAX_SUBJECTS = 64
+
+
+@dataclass(frozen=True)
 class DataConfig:
     localize: Literal["auto", "on", "off"] = "auto"  # crop around a small moving subject
     box_margin: float = 1.5  # crop side = margin × subject size (when localising)
@@ -290,10 +331,17 @@ class DataConfig:
     motion_crop: Literal["auto", "off"] = "off"
     # How the subject is found and followed (every field but margin, which is box_margin above).
     localizer: LocalizeConfig = field(default_factory=LocalizeConfig)
+    # Animals in the video: 1 (one subject, as before), N, or auto (the number of separate animals
+    # that persist over the video). Several subjects are each localised, followed with their
+    # identities and cropped; one detector learns from every subject's crops.
+    subjects: int | Literal["auto"] = 1
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     def __post_init__(self) -> None:
         check(self, localize=AUTO, box_margin=number(1.0), any_orientation=AUTO, align=AUTO,
               motion_crop=one_of("auto", "off"))
+        if self.subjects != "auto" and not integer(1, MAX_SUBJECTS).allows(self.subjects):
+            refuse(self, "subjects", f"auto or an integer in [1, {MAX_SUBJECTS}]")
         if self.localizer.margin != LocalizeConfig.margin:
             raise InvalidSetting("localizer.margin", "left out (the margin is data.box_margin)", self.localizer.margin,
                                  type(self).__name__)
