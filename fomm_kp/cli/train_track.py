@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -10,13 +11,14 @@ import typer
 from fomm_kp import api
 from fomm_kp import demo as demo_module
 from fomm_kp.cli.app import app, console, progress_bar, results
-from fomm_kp.config import load_config
+from fomm_kp.config import MAX_SUBJECTS, load_config
 from fomm_kp.errors import FommError, Interrupted
 from fomm_kp.files import refuse_overwriting_inputs
 from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
 from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
+from fomm_kp.tracks.nwb import PLACEHOLDER_SPECIES, NwbSubject, nwb_paths
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.trainer import TrainingInterrupted
@@ -33,6 +35,24 @@ def _parse_box(text: Optional[str]) -> Optional[list[float]]:
     if len(values) != 4:
         raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'")
     return values
+
+
+def parse_subjects(text: Optional[str]) -> int | str | None:
+    """``--subjects``: a whole number of subjects (1–64) or ``auto``."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        count = int(text)
+    except ValueError:
+        raise FommError(f"--subjects must be a whole number or auto, got '{text}'") from None
+    if not 1 <= count <= MAX_SUBJECTS:
+        raise FommError(f"--subjects must be between 1 and {MAX_SUBJECTS} (or auto), got {count}")
+    return count
+
+
+def _nwb_subject(subject_id: Optional[str], species: Optional[str], sex: str, age: Optional[str]) -> NwbSubject:
+    ids = tuple(s for s in (subject_id or "").split(",") if s.strip())
+    return NwbSubject(ids, species or PLACEHOLDER_SPECIES, sex, age or "P0D/")
 
 
 def train_with_progress(video: Path, out: Path, **kwargs) -> api.Model:
@@ -59,15 +79,21 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace a trained checkpoint already in OUT."),
     seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
+    subjects: Optional[str] = typer.Option(None, help="Animals in the video: a number, or auto (as many as persist); each is followed and cropped, one detector learns from all (default: the config's data.subjects, 1)."),
 ) -> None:
     """Train a keypoint detector on one video, self-supervised (no labels)."""
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
     box = _parse_box(crop)
+    count = parse_subjects(subjects)
     probe(video)
     checkpoint = out / "checkpoint.pt"
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     api.check_out_dir(checkpoint, existing, config is not None)
+    if resume and count is not None:
+        raise FommError("a resumed run keeps its checkpoint's subjects: leave out --subjects")
     loaded = None if resume else load_config(config)
+    if count is not None:
+        loaded = dataclasses.replace(loaded, data=dataclasses.replace(loaded.data, subjects=count))
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
@@ -94,6 +120,11 @@ def track(
     backend: str = typer.Option("auto", help="torch, onnx (ONNX Runtime), tensorrt, or auto: onnx for students on the CPU, else torch."),
     engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
     smooth: int = typer.Option(0, min=0, help="Smooth keypoints over this many frames (odd, >= 3; confidence-weighted local quadratic fit); 0: off."),
+    subjects: Optional[str] = typer.Option(None, help="Animals to follow: a number or auto (default: as trained)."),
+    subject_id: Optional[str] = typer.Option(None, "--subject-id", help="NWB: the subject's id, or one per subject separated by commas (default: the subject names)."),
+    species: Optional[str] = typer.Option(None, help="NWB: species, Latin binomial (Mus musculus) or NCBI taxonomy IRI (default: a placeholder for 'an animal')."),
+    sex: str = typer.Option("U", help="NWB: M, F, O or U (unknown)."),
+    age: Optional[str] = typer.Option(None, help="NWB: ISO 8601 age, e.g. P8W, or a range P2D/P4D (default: P0D/, unknown)."),
 ) -> None:
     """Track keypoints through a video with a trained detector (teacher or distilled student)."""
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
@@ -102,6 +133,10 @@ def track(
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
     box = _parse_box(crop)
     smoothing = Smoothing(window=smooth) if smooth else None
+    count = parse_subjects(subjects)
+    nwb = _nwb_subject(subject_id, species, sex, age)
+    if count is not None and box is not None:
+        raise FommError("--subjects and --crop exclude each other: several subjects are each cropped on their own")
     for path, kind, suffixes in ((out, "--out", WRITABLE_TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
                                  (overlay, "--overlay", WRITABLE_VIDEO_SUFFIXES)):
         if path is not None and path.suffix.lower() not in suffixes:
@@ -111,22 +146,26 @@ def track(
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
+    looks = box
+    if count is not None:
+        looks = dataclasses.replace(model.crop, localized=True, subjects=0 if count == "auto" else count)
     # With smoothing, the tracks are smoothed before anything is written, and the overlay drawn from them.
-    tracks = track_with_progress(video, model, out=None if smoothing else out, overlay=None if smoothing else overlay,
-                                 crop=box, localize=localize, frames=FrameRange(start, stop, stride),
-                                 batch_size=batch_size)
+    tracks = track_with_progress(video, model, overlay=None if smoothing else overlay, crop=looks, localize=localize,
+                                 frames=FrameRange(start, stop, stride), batch_size=batch_size)
     if smoothing is not None:
         tracks = smooth_tracks(tracks, smoothing)
-        save_tracks(tracks, out)
         if overlay is not None:
             with console.status("drawing the overlay"):
                 write_overlay(tracks, video, overlay)
+    save_tracks(tracks, out, nwb)
     if csv is not None:
         save_tracks(tracks, csv)
+    written = nwb_paths(out, tracks.subject_names) if out.suffix.lower() == ".nwb" else [out]
+    several = f" of {tracks.num_subjects} subjects" if tracks.num_subjects > 1 else ""
     where = OnSubject.from_data(tracks.metadata.get("on_subject", {}))
-    console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
-                  + (f", overlay {overlay}" if overlay else "") + (f" (smoothed over {smooth} frames)" if smooth else "")
-                  + f"; {where.describe()}")
+    console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints{several} -> "
+                  f"{', '.join(str(p) for p in written)}" + (f", overlay {overlay}" if overlay else "")
+                  + (f" (smoothed over {smooth} frames)" if smooth else "") + f"; {where.describe()}")
 
 
 @app.command()

@@ -28,6 +28,7 @@ __all__ = ["Candidate", "Assignment", "IdentityTracker", "appearance_distance", 
 
 IDENTITY_SCALE = 0.5  # cost margin (body lengths) at which the identity confidence reaches 1 - 1/e
 _INFEASIBLE = 1e6
+EXTRAPOLATE = 5  # frames a missed subject's prediction keeps moving; then it waits where it was heading
 
 
 class Candidate(NamedTuple):
@@ -93,7 +94,7 @@ class IdentityTracker:
         out = np.full((self.count, 2), np.nan)
         for n in self._followed(row):
             subject = self.subjects[n]
-            out[n] = subject.position + subject.velocity * (row - subject.last_seen)
+            out[n] = subject.position + subject.velocity * min(row - subject.last_seen, EXTRAPOLATE)
         return out
 
     def _cost(self, subject: _Subject, candidate: Candidate, predicted: np.ndarray | None) -> float:
@@ -110,16 +111,18 @@ class IdentityTracker:
     def _match_followed(self, row: int, candidates: Sequence[Candidate], followed: list[int],
                         ) -> tuple[dict[int, int], np.ndarray]:
         """Hungarian assignment of candidates to followed subjects, each of which may also stay
-        unmatched at the cost of its gate; returns subject → candidate and the costs ``(F, C)``."""
+        unmatched (at the cost of the longest jump); a candidate is within a subject's reach up to
+        ``max_jump × sqrt(frames since seen)`` body lengths from its prediction. Returns subject →
+        candidate and the costs ``(F, C)``."""
         predicted = self.predictions(row)
         m = len(candidates)
         cost = np.full((len(followed), m + len(followed)), _INFEASIBLE)
         for i, n in enumerate(followed):
             gap = row - self.subjects[n].last_seen
-            gate = self.config.max_jump * (1.0 + 0.5 * max(gap - 1, 0))
-            cost[i, m + i] = gate
+            cost[i, m + i] = self.config.max_jump  # staying unmatched costs as much as the longest jump
+            reach = self.config.max_jump * np.sqrt(max(gap, 1)) * self.body_length  # wider after misses
             for j, candidate in enumerate(candidates):
-                if np.linalg.norm(candidate.blob.centre - predicted[n]) <= gate * self.body_length:
+                if np.linalg.norm(candidate.blob.centre - predicted[n]) <= reach:
                     cost[i, j] = self._cost(self.subjects[n], candidate, predicted[n])
         matched = {}
         if cost.size:
