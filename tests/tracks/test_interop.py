@@ -92,7 +92,7 @@ def test_movement_loads_one_nwb_file_per_subject(tmp_path: Path, rng: np.random.
     save_tracks(tracks, tmp_path / "t.nwb", NwbSubject(("f",), species="Drosophila melanogaster"))
     datasets = [load_poses.from_nwb_file(path) for path in nwb_paths(tmp_path / "t.nwb", tracks.subject_names)]
     assert all(ds.sizes["individuals"] == 1 for ds in datasets)  # movement: one subject per NWB file
-    merged = xr.merge(datasets, join="outer")
+    merged = xr.merge(datasets, join="outer", compat="no_conflicts")
     assert merged.sizes["individuals"] == subjects and merged.attrs["fps"] == pytest.approx(12.5)
     names = [str(n) for n in merged.individuals.values]
     expected = ["f"] if subjects == 1 else [f"f_{n}" for n in tracks.subject_names]
