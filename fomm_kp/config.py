@@ -283,16 +283,19 @@ class IdentityConfig:
             bridged (interpolated); longer, it is lost (NaN keypoints) until found again.
         min_relative_area: a foreground part counts as a subject only when its area is at least
             this fraction of a typical subject's (debris, reflections).
-        split_area: a part claimed by several subjects' predicted positions is split between them
-            (watershed on the distance transform) when its area reaches this × a typical subject's.
+        split_area: a part that several subjects' predicted positions fall on (or, before any
+            prediction, one this many typical areas large) is split between them when its area
+            reaches this × a typical subject's: a watershed of its contrast-weighted distance
+            transform, seeded at the body peaks nearest the predictions.
         persist_fraction: ``subjects: auto`` counts the subjects as the largest number of separate
             parts seen in at least this share of the sampled frames.
         size_weight: cost of a doubling of area in the frame-to-frame assignment, against one body
             length of distance to the predicted position ...
         appearance_weight: ... and of a difference in appearance (mean colour and grey-level
             histogram of the part, unit-normalised).
-        max_jump: farthest a subject may be from its predicted position, in body lengths per frame
-            (the gate of the assignment).
+        max_jump: a subject left unmatched in a frame costs as much as a jump of this many body
+            lengths, and a detection farther than ``max_jump × sqrt(frames since seen)`` body lengths
+            from a subject's prediction cannot be its own.
     """
 
     max_gap: int = 15

@@ -26,6 +26,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--checkpoint", type=Path, help="evaluate this two-subject model instead of training one")
+    parser.add_argument("--localise-only", action="store_true",
+                        help="only the localiser: positions, headings and identities against SLEAP's (no detector)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training time of the two-subject model")
     parser.add_argument("--baseline-minutes", type=float, default=0.0,
                         help="also train today's single-subject model on whole frames this long (0: skip)")
@@ -69,7 +72,8 @@ def match(centres: np.ndarray, sleap: np.ndarray) -> np.ndarray:
     from scipy.optimize import linear_sum_assignment
 
     out = np.full(centres.shape[:2], -1)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # instances absent from a frame: all NaN
         instance_centres = np.nanmean(sleap, axis=2)  # (T, tracks, 2)
     for t in range(len(centres)):
         ours = np.flatnonzero(np.isfinite(centres[t]).all(axis=1))
@@ -88,6 +92,25 @@ def switches(matched: np.ndarray) -> int:
         ids = [int(np.flatnonzero(row == fragment)[0]) for row in matched if (row == fragment).any()]
         count += sum(a != b for a, b in zip(ids[:-1], ids[1:]))
     return count
+
+
+def localisation(located, sleap: np.ndarray, nodes: tuple[str, ...], matched: np.ndarray) -> dict:
+    """Our subjects' centres against the matched SLEAP thorax, and our headings against SLEAP's thorax → head."""
+    thorax, head = nodes.index("thorax"), nodes.index("head")
+    distances, turns = [], []
+    for t, fly in zip(*np.nonzero(matched >= 0)):
+        instance = sleap[t, matched[t, fly]]
+        if np.isfinite(instance[thorax]).all():
+            distances.append(np.linalg.norm(located.centres[t, fly] - instance[thorax]))
+        if np.isfinite(instance[[thorax, head]]).all():
+            forward = instance[head] - instance[thorax]
+            turns.append(abs(np.angle(np.exp(1j * (np.arctan2(forward[1], forward[0]) - located.angles[t, fly])))))
+    distances, turns = np.array(distances), np.degrees(turns)
+    return {"centre_to_thorax_px": {"median": float(np.median(distances)), "p95": float(np.percentile(distances, 95)),
+                                    "max": float(distances.max())},
+            "heading_error_deg": {"median": float(np.median(turns)), "reversed_share": float(np.mean(turns > 90))},
+            "found_fraction": located.found.mean(axis=0).tolist(), "present_fraction": located.present.mean(axis=0).tolist(),
+            "identity_confidence_p5": float(np.percentile(located.identity, 5))}
 
 
 def evaluate(features: np.ndarray, labels: np.ndarray, folds: int) -> float:
@@ -150,12 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     config = load_config(args.config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, subjects=2))
+    located = subjects_for_video(video, config.data.localize_config(), config.data.identity, 2)
+    sleap, nodes = reference(args.data, len(located))
+    matched = match(located.centres.astype(np.float64), sleap)
+    summary = {"video": str(video), "frames": len(located), "identity_switches_vs_sleap_fragments": switches(matched),
+               "sleap_fragments": int(sleap.shape[1]), "localiser": localisation(located, sleap, nodes, matched),
+               "localiser_seconds": round(time.time() - started, 1)}
+    if args.localise_only:
+        return _finish(summary, args, started)
     model = api.load_model(args.checkpoint) if args.checkpoint else train(video, args.out / "subjects", config,
                                                                           args.minutes)
     tracks = api.track(video, model, out=args.out / "pair.npz")
-    located = subjects_for_video(video, config.data.localize_config(), config.data.identity, 2)
-    sleap, nodes = reference(args.data, tracks.num_frames)
-    matched = match(located.centres.astype(np.float64), sleap)
     rows_of = [np.flatnonzero(matched[:, fly] >= 0) for fly in range(2)]
     labels_of = []
     for fly in range(2):
@@ -180,15 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         single_model = train(video, args.out / "single", load_config(args.config), args.baseline_minutes)
         per_fly("today's single-subject model (whole frames)", api.track(video, single_model), labels_of, rows_of,
                 args.folds, results)
-    summary = {
-        "video": str(video), "frames": int(tracks.num_frames), "training_steps": int(getattr(model, "step", 0)),
-        "matched_frames_per_fly": [int(len(r)) for r in rows_of], "identity_switches_vs_sleap_fragments":
-        switches(matched), "sleap_fragments": int(sleap.shape[1]),
-        "found_fraction": located.found.mean(axis=0).tolist(), "results": results,
-        "seconds": round(time.time() - started, 1), "machine": platform.processor() or platform.machine(),
-        "load_average": [round(v, 2) for v in os.getloadavg()], "args": {k: str(v) for k, v in vars(args).items()},
-    }
-    (args.out / "pair_accuracy.json").write_text(json.dumps(summary, indent=2))
+    summary.update({"training_steps": int(getattr(model, "step", 0)),
+                    "matched_frames_per_fly": [int(len(r)) for r in rows_of], "results": results})
+    return _finish(summary, args, started)
+
+
+def _finish(summary: dict, args: argparse.Namespace, started: float) -> int:
+    summary.update({"seconds": round(time.time() - started, 1), "machine": platform.processor() or platform.machine(),
+                    "load_average": [round(v, 2) for v in os.getloadavg()],
+                    "args": {k: str(v) for k, v in vars(args).items()}})
+    name = "pair_localisation.json" if args.localise_only else "pair_accuracy.json"
+    (args.out / name).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0
 
