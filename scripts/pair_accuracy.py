@@ -66,15 +66,17 @@ def reference(data: Path, frames: int) -> tuple[np.ndarray, tuple[str, ...]]:
     return labels.numpy()[:frames].astype(np.float64), tuple(labels.skeletons[0].node_names)
 
 
-def match(centres: np.ndarray, sleap: np.ndarray) -> np.ndarray:
+def match(centres: np.ndarray, sleap: np.ndarray, min_nodes: int = 5) -> np.ndarray:
     """Per frame and subject, the SLEAP instance nearest to our subject's centre (Hungarian on
-    centroid distances; -1: none): int ``(T, N)``."""
+    centroid distances; -1: none): int ``(T, N)``. Instances of fewer than ``min_nodes`` predicted
+    nodes (SLEAP's stray fragments of two or three nodes) are left out."""
     from scipy.optimize import linear_sum_assignment
 
     out = np.full(centres.shape[:2], -1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # instances absent from a frame: all NaN
         instance_centres = np.nanmean(sleap, axis=2)  # (T, tracks, 2)
+    instance_centres[np.isfinite(sleap[..., 0]).sum(axis=2) < min_nodes] = np.nan
     for t in range(len(centres)):
         ours = np.flatnonzero(np.isfinite(centres[t]).all(axis=1))
         theirs = np.flatnonzero(np.isfinite(instance_centres[t]).all(axis=1))
