@@ -155,6 +155,8 @@ def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[fl
     if localized and background is not None:
         image = np.clip(np.round(background.image), 0, 255).astype(np.uint8)
         scene = Scene(image, background.factor, background.frame_width, background.frame_height)
+    if isinstance(located, SubjectsCrops) and located.count == 1:  # subjects: auto found one
+        located = located.subject(0)
     several = isinstance(located, SubjectsCrops)
     settings = CropSettings(localized=localized, fixed_crop=None if crop is None else check_box(crop),
                             aligned=located is not None and located.boxes.shape[-1] == 5, scene=scene,

@@ -138,3 +138,13 @@ def test_no_subject_at_all(tmp_path: Path) -> None:
     path = write_video(tmp_path / "empty.mp4", frames)
     with pytest.raises(FommError, match="no subject distinct from the background"):
         subjects_for_video(path, subjects=2)
+
+
+def test_auto_that_finds_one_subject_trains_as_one(tmp_path: Path) -> None:
+    from fomm_kp.localize.crop_rule import SubjectCrops
+
+    from conftest import synthetic_frames
+
+    path = write_video(tmp_path / "one.mp4", synthetic_frames(30)[0])
+    crops, settings, _ = training_crops(path, DataConfig(localize="on", subjects="auto"))
+    assert settings.subjects == 1 and isinstance(crops, SubjectCrops) and crops.found.all()
