@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fomm_kp.crops import crop_to_frame
 from fomm_kp.runtime.tracking import track
 from fomm_kp.tracks import load_tracks
 from fomm_kp.video import probe
@@ -57,7 +56,7 @@ def test_keypoints_map_back_through_each_subjects_turned_box(clips: dict) -> Non
     frame = next(frame for index, frame in iter_frames(path, start=5, stop=6))
     for s in range(2):
         crop = resize_frame(crop_frame(frame, located.boxes[5, s]), model.detector_size)
-        alone = model.detect_resized(crop[None], located.boxes[5, s][None]).keypoints[0]
+        alone = model.detect_resized(np.array(crop[None]), located.boxes[5, s][None]).keypoints[0]
         np.testing.assert_allclose(tracks.keypoints[5, s], alone, atol=1e-3)
 
 
