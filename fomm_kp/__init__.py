@@ -26,6 +26,7 @@ from fomm_kp.progress import Progress, Update
 from fomm_kp.runtime import Detections, Model
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.tracks.nwb import NwbSubject
+from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.video import FrameRange
 
 __version__ = "0.1.0"
@@ -51,11 +52,13 @@ __all__ = [
     "Tracks",
     "load_tracks",
     "save_tracks",
+    "smooth_tracks",
     "Config",
     "load_config",
     "FommError",
     # the options objects the verbs above take, and what they return or report
     "FrameRange",
+    "Smoothing",
     "TransferOptions",
     "PanelOptions",
     "OnnxOptions",

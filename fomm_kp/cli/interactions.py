@@ -17,8 +17,10 @@ from fomm_kp.behaviour.interactions import (
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.cli.app import app, console
+from fomm_kp.cli.options import check_option, check_suffix
 from fomm_kp.errors import FommError
-from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_outputs
+from fomm_kp.settings import number
 from fomm_kp.tracks import load_tracks
 
 
@@ -34,16 +36,17 @@ def interactions(
 ) -> None:
     """Per pair of subjects: distances (centroids, nearest keypoints), relative heading, approach speed,
     facing angles and contact time, over sliding windows."""
-    if out.suffix.lower() not in (".npz", ".csv"):
-        raise FommError(f"--out {out}: use .npz or .csv")
-    if graphs is not None and graphs.suffix.lower() != ".json":
-        raise FommError(f"--graphs {graphs}: use .json")
+    check_suffix("--out", out, (".npz", ".csv"))
+    check_suffix("--graphs", graphs, (".json",))
+    check_option("--window", window, number(above=0.0))
+    check_option("--stride", stride, number(above=0.0))
+    check_option("--contact-distance", contact_distance, number(0.0))
     axis = None
     if heading is not None:
         axis = tuple(part.strip() for part in heading.split(","))
         if len(axis) != 2 or not all(axis):
             raise FommError(f"--heading must be two keypoint names tail,head, got '{heading}'")
-    refuse_overwriting_inputs({"--out": out, "--graphs": graphs}, [tracks])
+    check_outputs({"--out": out, "--graphs": graphs}, [tracks])
     config = FeatureConfig(window_seconds=tuple(window) if window else FeatureConfig().window_seconds,
                            stride_seconds=stride, heading=axis)
     options = InteractionConfig(contact_distance=contact_distance)
@@ -53,10 +56,11 @@ def interactions(
     if loaded.num_subjects > 1:
         config = resolve_config(loaded, config)  # once, for the table and the graphs
     table = interaction_features(loaded, config, options)
-    save_features(table, out)
+    windows = None if graphs is None else interaction_graphs(loaded, config, options)
+    with all_or_nothing(out, graphs):
+        save_features(table, out)
+        if windows is not None:
+            save_interaction_graphs(windows, graphs, loaded.video)
     message = f"{table.values.shape[0]} windows x {table.values.shape[1]} interaction features of " \
-              f"{loaded.num_subjects} subjects -> {out}"
-    if graphs is not None:
-        save_interaction_graphs(interaction_graphs(loaded, config, options), graphs, loaded.video)
-        message += f", graphs {graphs}"
+              f"{loaded.num_subjects} subjects -> {out}" + (f", graphs {graphs}" if graphs is not None else "")
     console.print(message)

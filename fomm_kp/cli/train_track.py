@@ -10,44 +10,22 @@ import typer
 
 from fomm_kp import api
 from fomm_kp import demo as demo_module
-from fomm_kp.cli.app import app, console, progress_bar, results
-from fomm_kp.config import MAX_SUBJECTS, load_config
+from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box, parse_subjects
+from fomm_kp.config import BUILTIN_CONFIGS, load_config
 from fomm_kp.errors import FommError, Interrupted
-from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs
 from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
+from fomm_kp.runtime.loading import require_backend
+from fomm_kp.settings import SEED, integer, number
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
+from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES, require_format
 from fomm_kp.tracks.nwb import PLACEHOLDER_SPECIES, NwbSubject, nwb_paths
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
-
-
-def _parse_box(text: Optional[str]) -> Optional[list[float]]:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'") from None
-    if len(values) != 4:
-        raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'")
-    return values
-
-
-def parse_subjects(text: Optional[str]) -> int | str | None:
-    """``--subjects``: a whole number of subjects (1–64) or ``auto``."""
-    if text is None or text.strip().lower() == "auto":
-        return None if text is None else "auto"
-    try:
-        count = int(text)
-    except ValueError:
-        raise FommError(f"--subjects must be a whole number or auto, got '{text}'") from None
-    if not 1 <= count <= MAX_SUBJECTS:
-        raise FommError(f"--subjects must be between 1 and {MAX_SUBJECTS} (or auto), got {count}")
-    return count
 
 
 def _nwb_subject(subject_id: Optional[str], species: Optional[str], sex: str, age: Optional[str]) -> NwbSubject:
@@ -83,17 +61,25 @@ def train(
 ) -> None:
     """Train a keypoint detector on one video, self-supervised (no labels)."""
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
-    box = _parse_box(crop)
+    check_option("--steps", steps, integer(1))
+    check_option("--minutes", minutes, number(above=0.0))
+    check_option("--seed", seed, SEED)
+    check_device(device)
+    if resume and overwrite:
+        raise FommError("choose one of --resume and --overwrite")
+    box = parse_box(crop)
+    box_in_frame(box, probe(video))
     count = parse_subjects(subjects)
-    probe(video)
     checkpoint = out / "checkpoint.pt"
+    config_file = config if config is not None and config not in BUILTIN_CONFIGS else None
+    check_outputs({"--out": checkpoint, "preview": out / "preview.png"}, [video, config_file])
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
-    api.check_out_dir(checkpoint, existing, config is not None)
     if resume and count is not None:
         raise FommError("a resumed run keeps its checkpoint's subjects: leave out --subjects")
     loaded = None if resume else load_config(config)
     if count is not None:
         loaded = dataclasses.replace(loaded, data=dataclasses.replace(loaded.data, subjects=count))
+    api.run_config(checkpoint, config if resume else loaded, existing, {"steps": steps, "minutes": minutes, "seed": seed})
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
@@ -131,18 +117,23 @@ def track(
     # error line and no output file.
     if localize not in (None, "on", "off", "auto"):
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
-    box = _parse_box(crop)
+    check_device(device)
+    box = parse_box(crop)
+    if smooth and (smooth < 3 or smooth % 2 == 0 or smooth > 1001):
+        raise FommError(f"--smooth must be 0 (off) or an odd number of frames from 3 to 1001, got {smooth}")
     smoothing = Smoothing(window=smooth) if smooth else None
     count = parse_subjects(subjects)
     nwb = _nwb_subject(subject_id, species, sex, age)
     if count is not None and box is not None:
         raise FommError("--subjects and --crop exclude each other: several subjects are each cropped on their own")
-    for path, kind, suffixes in ((out, "--out", WRITABLE_TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
-                                 (overlay, "--overlay", WRITABLE_VIDEO_SUFFIXES)):
-        if path is not None and path.suffix.lower() not in suffixes:
-            raise FommError(f"{kind} {path}: use one of {', '.join(suffixes)}")
-    refuse_overwriting_inputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
+    check_suffix("--out", out, WRITABLE_TRACK_SUFFIXES)
+    check_suffix("--csv", csv, (".csv",))
+    check_suffix("--overlay", overlay, WRITABLE_VIDEO_SUFFIXES)
+    check_outputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
+    require_format(out)
+    require_backend(backend, checkpoint)
     info = probe(video)
+    box_in_frame(box, info)
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
@@ -150,17 +141,19 @@ def track(
     if count is not None:
         looks = dataclasses.replace(model.crop, localized=True, subjects=0 if count == "auto" else count)
     # With smoothing, the tracks are smoothed before anything is written, and the overlay drawn from them.
-    tracks = track_with_progress(video, model, overlay=None if smoothing else overlay, crop=looks, localize=localize,
-                                 frames=FrameRange(start, stop, stride), batch_size=batch_size)
-    if smoothing is not None:
-        tracks = smooth_tracks(tracks, smoothing)
-        if overlay is not None:
-            with console.status("drawing the overlay"):
-                write_overlay(tracks, video, overlay)
-    save_tracks(tracks, out, nwb)
-    if csv is not None:
-        save_tracks(tracks, csv)
-    written = nwb_paths(out, tracks.subject_names) if out.suffix.lower() == ".nwb" else [out]
+    with all_or_nothing(out, overlay, csv):
+        tracks = track_with_progress(video, model, overlay=None if smoothing else overlay, crop=looks,
+                                     localize=localize, frames=FrameRange(start, stop, stride), batch_size=batch_size)
+        if smoothing is not None:
+            tracks = smooth_tracks(tracks, smoothing)
+            if overlay is not None:
+                with working("drawing the overlay"):
+                    write_overlay(tracks, video, overlay)
+        written = nwb_paths(out, tracks.subject_names) if out.suffix.lower() == ".nwb" else [out]
+        with all_or_nothing(*written):
+            save_tracks(tracks, out, nwb)
+            if csv is not None:
+                save_tracks(tracks, csv)
     several = f" of {tracks.num_subjects} subjects" if tracks.num_subjects > 1 else ""
     where = OnSubject.from_data(tracks.metadata.get("on_subject", {}))
     console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints{several} -> "
@@ -175,6 +168,9 @@ def demo(
     steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's budget)."),
 ) -> None:
     """Train on the bundled sample clip, track it, animate it and score its behaviour."""
+    check_option("--minutes", minutes, number(above=0.0))
+    check_option("--steps", steps, integer(1))
+    check_output_folder(out, "tracks.npz")
     written = demo_module.run_demo(out, minutes=minutes, steps=steps,
                                    train_fn=train_with_progress, track_fn=track_with_progress)
     for name, path in written.items():

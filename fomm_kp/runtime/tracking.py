@@ -27,7 +27,7 @@ from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.video import FrameRange, crop_frame, iter_frames, probe, resize_frame
+from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]
@@ -57,10 +57,13 @@ class _Rows:
         self.identities.append(np.where(found, identity, 0.0).astype(np.float32))
         return self.parts["keypoints"][-1]
 
-    def tracks(self, fps: float, video: str | os.PathLike, num_keypoints: int, several: bool) -> Tracks:
+    def tracks(self, info: VideoInfo, num_keypoints: int, several: bool) -> Tracks:
+        """The tracks, timed by the video's own timestamps when it has them (variable frame rates)."""
         arrays = {name: np.concatenate(values) for name, values in self.parts.items()}
         count = arrays["keypoints"].shape[1]
-        return Tracks(frame_indices=np.asarray(self.frame_indices, dtype=np.int64), fps=fps, video=str(video),
+        frames = np.asarray(self.frame_indices, dtype=np.int64)
+        times = None if info.times is None or len(info.times) <= frames[-1] else info.times[frames]
+        return Tracks(frame_indices=frames, fps=info.fps, video=info.path, times=times,
                       keypoint_names=tuple(f"kp{i}" for i in range(num_keypoints)),
                       subject_names=tuple(f"subject{i}" for i in range(count)),
                       identities=np.concatenate(self.identities) if several else None, **arrays)
@@ -174,7 +177,7 @@ def track(
         overlay_video.close()
     if not rows.frame_indices:
         raise FommError(f"no frames read from {video}")
-    result = dataclasses.replace(rows.tracks(info.fps, video, model.num_keypoints, several),
+    result = dataclasses.replace(rows.tracks(info, model.num_keypoints, several),
                                  metadata={"on_subject": where.result().to_data()})
     if out is not None:
         save_tracks(result, out)

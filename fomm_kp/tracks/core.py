@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
+from fomm_kp.video import variable_rate
 
 __all__ = ["Tracks", "DEFAULT_FPS", "resolve_fps"]
 
@@ -39,6 +40,9 @@ class Tracks:
         metadata: how the tracks were made, as plain data (JSON types): e.g. ``smoothing``.
         identities: float32 ``(T, N)`` confidence in [0, 1] that each subject is the same animal as in
             the frames before (several subjects followed in one video; 0 where not found), or None.
+        times: float64 ``(T,)`` seconds of each row from the video's first frame, from the video's
+            own timestamps (they differ from ``frame_indices / fps`` in a variable-frame-rate
+            video), or None when unknown.
     """
 
     keypoints: np.ndarray
@@ -52,6 +56,7 @@ class Tracks:
     subject_names: tuple[str, ...] = field(default=())
     metadata: Mapping[str, Any] = field(default_factory=dict)
     identities: np.ndarray | None = None
+    times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         kp = np.asarray(self.keypoints, dtype=np.float32)
@@ -61,9 +66,25 @@ class Tracks:
         scores = np.asarray(self.scores, dtype=np.float32)
         if scores.shape != (t, n, k):
             raise FommError(f"Tracks.scores must have shape {(t, n, k)}, got {scores.shape}")
-        frames = np.asarray(self.frame_indices, dtype=np.int64)
-        if frames.shape != (t,):
-            raise FommError(f"Tracks.frame_indices must have shape ({t},), got {frames.shape}")
+        frames = np.asarray(self.frame_indices)
+        whole = np.issubdtype(frames.dtype, np.integer) or (np.issubdtype(frames.dtype, np.floating)
+                                                            and np.isfinite(frames).all() and (frames % 1 == 0).all())
+        if frames.shape != (t,) or (t and not whole):
+            raise FommError(f"Tracks.frame_indices must have shape ({t},) and hold integers, got {frames.dtype} "
+                            f"{frames.shape}")
+        frames = frames.astype(np.int64)
+        if t and (frames[0] < 0 or (np.diff(frames) <= 0).any()):
+            raise FommError("Tracks.frame_indices must be non-negative and increasing")
+        if np.isinf(kp).any():
+            raise FommError("Tracks.keypoints must be finite (NaN where missing), found infinite values")
+        if t and (np.nanmin(scores, initial=0.0) < 0 or np.nanmax(scores, initial=0.0) > 1):
+            raise FommError("Tracks.scores must lie in [0, 1]")
+        try:
+            fps = float(self.fps)
+        except (TypeError, ValueError):
+            fps = float("nan")
+        if not np.isfinite(fps) or fps <= 0:
+            raise FommError(f"Tracks.fps must be a positive number, got {self.fps!r}")
         object.__setattr__(self, "keypoints", kp)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "frame_indices", frames)
@@ -76,8 +97,9 @@ class Tracks:
                 object.__setattr__(self, name, value)
         if self.identities is not None:
             identities = np.asarray(self.identities, dtype=np.float32)
-            if identities.shape != (t, n):
-                raise FommError(f"Tracks.identities must have shape {(t, n)}, got {identities.shape}")
+            if identities.shape != (t, n) or not ((identities >= 0) & (identities <= 1)).all():
+                raise FommError(f"Tracks.identities must be {(t, n)} confidences in [0, 1], got shape "
+                                f"{identities.shape}")
             object.__setattr__(self, "identities", identities)
         names = tuple(self.keypoint_names) or tuple(f"kp{i}" for i in range(k))
         subjects = tuple(self.subject_names) or tuple(f"subject{i}" for i in range(n))
@@ -87,7 +109,12 @@ class Tracks:
             raise FommError(f"Tracks has {n} subjects but {len(subjects)} subject names")
         object.__setattr__(self, "keypoint_names", names)
         object.__setattr__(self, "subject_names", subjects)
-        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "fps", fps)
+        if self.times is not None:
+            times = np.asarray(self.times, dtype=np.float64)
+            if times.shape != (t,) or not np.isfinite(times).all() or (np.diff(times) <= 0).any():
+                raise FommError(f"Tracks.times must be {t} finite, increasing seconds, got shape {times.shape}")
+            object.__setattr__(self, "times", times)
         object.__setattr__(self, "video", str(self.video))
         object.__setattr__(self, "metadata", dict(self.metadata))
 
@@ -106,6 +133,12 @@ class Tracks:
     def __len__(self) -> int:
         return self.num_frames
 
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the rows' times stray from ``frame_indices / fps`` by more than half a frame (the
+        video's frame rate varies): then only :attr:`times` tells when each row happened."""
+        return variable_rate(self.times, self.frame_indices, self.fps)
+
     def select_frames(self, index: slice | np.ndarray | Sequence[int]) -> "Tracks":
         """A new Tracks holding only the given rows (a slice, boolean mask or index array)."""
         return Tracks(
@@ -120,6 +153,7 @@ class Tracks:
             subject_names=self.subject_names,
             metadata=self.metadata,
             identities=None if self.identities is None else self.identities[index],
+            times=None if self.times is None else self.times[index],
         )
 
 

@@ -32,6 +32,8 @@ def _write_npz(tracks: Tracks, path: Path) -> None:
         arrays["covariances"] = tracks.covariances
     if tracks.identities is not None:
         arrays["identities"] = tracks.identities
+    if tracks.times is not None:
+        arrays["times"] = tracks.times
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **arrays)
 
@@ -61,8 +63,9 @@ def load_npz(path: str | os.PathLike) -> Tracks:
                 subject_names=tuple(str(s) for s in data["subject_names"]),
                 metadata=_metadata(data),
                 identities=data["identities"] if "identities" in data else None,
+                times=data["times"] if "times" in data else None,
             )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:
         raise FommError(f"{path} is not a fomm_kp tracks file: {exc}") from exc
 
 
