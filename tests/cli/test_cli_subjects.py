@@ -101,3 +101,18 @@ def test_interactions_command(tmp_path: Path, capsys, monkeypatch) -> None:
     code, _, err = run_cli(["interactions", str(path), "--out", str(tmp_path / "bad" / "i.csv"), "--heading", "kp0"],
                            capsys, monkeypatch)
     assert_one_error_line(code, err, "--heading must be two keypoint names")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--stride", "0"], "--stride must be"),
+    (["--window", "nan"], "--window must be"),
+    (["--contact-distance", "-1"], "--contact-distance must be"),
+    (["--graphs", "g.txt"], "the file name must end in .json"),
+])
+def test_interactions_bad_options(tmp_path: Path, capsys, monkeypatch, args, fragment) -> None:
+    kp = np.random.default_rng(1).uniform(0, 100, (20, 2, 3, 2)).astype(np.float32)
+    path = save_tracks(Tracks(kp, np.ones((20, 2, 3)), np.arange(20), 10.0), tmp_path / "pair.npz")
+    out = tmp_path / "out"
+    code, _, err = run_cli(["interactions", str(path), "--out", str(out / "i.csv"), *args], capsys, monkeypatch)
+    assert_one_error_line(code, err, fragment)
+    assert files_under(out) == []
