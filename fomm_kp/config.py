@@ -36,21 +36,9 @@ from fomm_kp.settings import (
 )
 
 __all__ = [
-    "DetectorConfig",
-    "DenseMotionConfig",
-    "GeneratorConfig",
-    "ModelConfig",
-    "LossConfig",
-    "TrainConfig",
-    "LocalizeConfig",
-    "IdentityConfig",
-    "DataConfig",
-    "Config",
-    "load_config",
-    "builtin_config",
-    "BUILTIN_CONFIGS",
-    "to_dict",
-    "from_dict",
+    "DetectorConfig", "DenseMotionConfig", "GeneratorConfig", "ModelConfig", "LossConfig", "TrainConfig",
+    "LocalizeConfig", "IdentityConfig", "DataConfig", "Config", "MAX_SUBJECTS", "load_config", "builtin_config",
+    "BUILTIN_CONFIGS", "to_dict", "from_dict",
 ]
 
 SIZE = integer(8)  # image sides: a few pixels after the hourglasses' halvings
@@ -279,28 +267,19 @@ class LocalizeConfig:
 
 @dataclass(frozen=True)
 class IdentityConfig:
-    """How several subjects are told apart and followed (:mod:`fomm_kp.localize.multi`,
-    :mod:`fomm_kp.localize.identity`; ``data.identity`` in a config file). Used only when
-    ``data.subjects`` is not 1.
+    """How several subjects are told apart and followed (``data.identity``; used only when
+    ``data.subjects`` is not 1; :mod:`fomm_kp.localize.multi`, :mod:`fomm_kp.localize.identity`).
 
     Attributes:
-        max_gap: a subject missed for up to this many frames keeps its identity and its crop is
-            bridged (interpolated); longer, it is lost (NaN keypoints) until found again.
-        min_relative_area: a foreground part counts as a subject only when its area is at least
-            this fraction of a typical subject's (debris, reflections).
-        split_area: a part that several subjects' predicted positions fall on (or, before any
-            prediction, one this many typical areas large) is split between them when its area
-            reaches this × a typical subject's: a watershed of its contrast-weighted distance
-            transform, seeded at the body peaks nearest the predictions.
-        persist_fraction: ``subjects: auto`` counts the subjects as the largest number of separate
-            parts seen in at least this share of the sampled frames.
-        size_weight: cost of a doubling of area in the frame-to-frame assignment, against one body
-            length of distance to the predicted position ...
-        appearance_weight: ... and of a difference in appearance (mean colour and grey-level
-            histogram of the part, unit-normalised).
-        max_jump: a subject left unmatched in a frame costs as much as a jump of this many body
-            lengths, and a detection farther than ``max_jump × sqrt(frames since seen)`` body lengths
-            from a subject's prediction cannot be its own.
+        max_gap: frames a missed subject keeps its identity (its crop interpolated); longer: NaN keypoints.
+        min_relative_area: a foreground part smaller than this × a typical subject's is not a subject.
+        split_area: a part that several subjects' predictions fall on (or, before any, this many typical
+            areas large) is split by a watershed seeded at its body peaks nearest them.
+        persist_fraction: ``subjects: auto`` counts separate parts seen in at least this share of frames.
+        size_weight, appearance_weight: assignment cost of a doubling of area and of a difference in
+            appearance (mean colour, grey-level histogram), against one body length of distance.
+        max_jump: cost of staying unmatched, in body lengths; a detection farther than
+            ``max_jump × sqrt(frames since seen)`` body lengths from a prediction is not its subject.
     """
 
     max_gap: int = 15
