@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fomm_kp.checkpoint import Checkpoint, load_weights, read_checkpoint
-from fomm_kp.config import Config, default_config, load_config
+from fomm_kp.config import Config, builtin_config, load_config
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.files import remove_stale_temporaries
@@ -59,6 +59,15 @@ def check_out_dir(checkpoint: Path, existing: str, config_given: bool) -> None:
         raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
 
 
+def default_config(device_type: str) -> Config:
+    """The config used when none is given: ``cpu`` on CPUs, ``gpu_default`` on CUDA GPUs (logged)."""
+    name = "gpu_default" if device_type == "cuda" else "cpu"
+    config = builtin_config(name)
+    log.info("config: %s (no --config given; %d-px frames, detector on %d px, batch %d)", name,
+             config.model.image_size, config.model.detector.input_size, config.train.batch_size)
+    return config
+
+
 def _resumable(checkpoint: Path) -> Checkpoint:
     """The checkpoint a run resumes: its weights must fit its own config and its optimizer state
     (when it has one) the network; checked before any frame is read."""
@@ -84,7 +93,7 @@ def run_config(checkpoint: Path, config: Config | str | os.PathLike | None, exis
                overrides: dict[str, float | int | None], device_type: str = "cpu") -> tuple[Config, Checkpoint | None]:
     """The config of a run into ``checkpoint``'s folder (with ``overrides`` of ``train.*``) and the
     checkpoint it resumes, if any; everything that would make the run fail is refused here, first.
-    No config given: the default for ``device_type`` (:func:`fomm_kp.config.default_config`)."""
+    No config given: the default for ``device_type`` (:func:`default_config`)."""
     check_out_dir(checkpoint, existing, config is not None)
     resumed = None
     if existing == "resume":
@@ -150,7 +159,7 @@ def train(
 
     Writes ``checkpoint.pt`` (atomically, with its config and where the model looks) and
     ``preview.png`` into ``out_dir``. ``config`` None: the CPU default, or on a GPU the GPU default
-    (:func:`fomm_kp.config.default_config`). ``steps``/``minutes``/``seed`` override the config;
+    (:func:`default_config`). ``steps``/``minutes``/``seed`` override the config;
     ``crop`` fixes one box ``x0, y0, x1, y1`` for every frame. A trained checkpoint already in
     ``out_dir`` is never replaced unasked: ``existing="resume"`` continues it (with its config),
     ``existing="overwrite"`` replaces it. Started by torchrun (``RANK``/``WORLD_SIZE`` set), each

@@ -168,10 +168,10 @@ def test_every_builtin_named_in_the_readme_loads() -> None:
 
 
 def test_the_default_config_depends_on_the_device(caplog: pytest.LogCaptureFixture) -> None:
-    from fomm_kp.config import default_config
+    from fomm_kp.api import default_config
 
     assert default_config("cpu") == Config()
-    with caplog.at_level("INFO", logger="fomm_kp.config"):
+    with caplog.at_level("INFO", logger="fomm_kp.api"):
         gpu = default_config("cuda")
     assert gpu == builtin_config("gpu_default") and gpu.model.image_size == 128 and gpu.train.batch_size == 32
     assert "config: gpu_default (no --config given; 128-px frames" in caplog.text
