@@ -9,7 +9,7 @@ PIP_INSTALL = $(PYTHON) -m pip install -q -c constraints.txt
 .PHONY: install install-test demo test test-fast
 
 install:
-	$(PIP_INSTALL) -e ".[interop,deploy,dev]"
+	$(PIP_INSTALL) -e ".[interop,deploy,dev,ray]"
 
 install-test:
 	$(PIP_INSTALL) -e ".[interop,deploy,dev,field]"

@@ -19,6 +19,7 @@ from fomm_kp.config import Config, load_config
 from fomm_kp.deploy.distill import distill
 from fomm_kp.deploy.export import OnnxOptions, export
 from fomm_kp.deploy.tensorrt import EngineOptions
+from fomm_kp.distributed import RunOptions, RunSummary, run_many
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation
@@ -47,6 +48,7 @@ __all__ = [
     "distill",
     "export",
     "evaluate_labels",
+    "run_many",
     "Model",
     "Detections",
     "Tracks",
@@ -67,6 +69,8 @@ __all__ = [
     "InteractionConfig",
     "NwbSubject",
     "ScoreReport",
+    "RunOptions",
+    "RunSummary",
     "Progress",
     "Update",
     "__version__",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fomm_kp.checkpoint import Checkpoint, load_weights, read_checkpoint
-from fomm_kp.config import Config, load_config
+from fomm_kp.config import Config, builtin_config, load_config
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.files import remove_stale_temporaries
@@ -30,6 +30,7 @@ from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model, choose_device, load_model, track
 from fomm_kp.localize.background import estimate_background
 from fomm_kp.training.dataset import FramePairs, TrainingFrames, foreground_masks, load_training_frames
+from fomm_kp.training.distributed import session
 from fomm_kp.training.trainer import Trainer
 
 __all__ = ["train", "load_model", "track", "EXISTING"]
@@ -58,6 +59,15 @@ def check_out_dir(checkpoint: Path, existing: str, config_given: bool) -> None:
         raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
 
 
+def default_config(device_type: str) -> Config:
+    """The config used when none is given: ``cpu`` on CPUs, ``gpu_default`` on CUDA GPUs (logged)."""
+    name = "gpu_default" if device_type == "cuda" else "cpu"
+    config = builtin_config(name)
+    log.info("config: %s (no --config given; %d-px frames, detector on %d px, batch %d)", name,
+             config.model.image_size, config.model.detector.input_size, config.train.batch_size)
+    return config
+
+
 def _resumable(checkpoint: Path) -> Checkpoint:
     """The checkpoint a run resumes: its weights must fit its own config and its optimizer state
     (when it has one) the network; checked before any frame is read."""
@@ -80,14 +90,17 @@ def _resumable(checkpoint: Path) -> Checkpoint:
 
 
 def run_config(checkpoint: Path, config: Config | str | os.PathLike | None, existing: str,
-               overrides: dict[str, float | int | None]) -> tuple[Config, Checkpoint | None]:
+               overrides: dict[str, float | int | None], device_type: str = "cpu") -> tuple[Config, Checkpoint | None]:
     """The config of a run into ``checkpoint``'s folder (with ``overrides`` of ``train.*``) and the
-    checkpoint it resumes, if any; everything that would make the run fail is refused here, first."""
+    checkpoint it resumes, if any; everything that would make the run fail is refused here, first.
+    No config given: the default for ``device_type`` (:func:`default_config`)."""
     check_out_dir(checkpoint, existing, config is not None)
     resumed = None
     if existing == "resume":
         resumed = _resumable(checkpoint)
         config = resumed.config
+    elif config is None:
+        config = default_config(device_type)
     elif not isinstance(config, Config):
         config = load_config(config)
     given = {key: value for key, value in overrides.items() if value is not None}
@@ -111,10 +124,23 @@ def _orientation(config: Config, crop: CropSettings) -> Config:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, any_orientation=orientation))
 
 
-def _pairs(data: TrainingFrames, config: Config, crop: CropSettings, start_step: int) -> FramePairs:
+def _pairs(data: TrainingFrames, config: Config, crop: CropSettings) -> FramePairs:
     train = config.train
-    return FramePairs(data, train.min_gap, train.max_gap, train.flip, train.color_jitter, seed=train.seed + start_step,
+    return FramePairs(data, train.min_gap, train.max_gap, train.flip, train.color_jitter, seed=train.seed,
                       rotate90=config.data.any_orientation == "on", flip_vertical=crop.aligned)
+
+
+def _training_frames(video: Path, config: Config, crop: Sequence[float] | None) -> tuple[TrainingFrames, CropSettings]:
+    """The training frames (crops by the crop rule, foreground masks) and where the model looks."""
+    started = time.monotonic()
+    located, settings, background = training_crops(video, config.data, crop)
+    data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
+    # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
+    scene = (background or estimate_background(video, config.data.localize_config())).scene()
+    data = dataclasses.replace(data, masks=foreground_masks(data, scene))
+    log.info("foreground: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
+    log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
+    return data, settings
 
 
 def train(
@@ -132,39 +158,35 @@ def train(
     """Train a FOMM keypoint detector on one video, self-supervised; returns the trained model.
 
     Writes ``checkpoint.pt`` (atomically, with its config and where the model looks) and
-    ``preview.png`` into ``out_dir``. ``steps``/``minutes``/``seed`` override the config; ``crop``
-    fixes one box ``x0, y0, x1, y1`` for every frame. A trained checkpoint already in ``out_dir``
-    is never replaced unasked: ``existing="resume"`` continues it (with its config),
-    ``existing="overwrite"`` replaces it.
+    ``preview.png`` into ``out_dir``. ``config`` None: the CPU default, or on a GPU the GPU default
+    (:func:`default_config`). ``steps``/``minutes``/``seed`` override the config;
+    ``crop`` fixes one box ``x0, y0, x1, y1`` for every frame. A trained checkpoint already in
+    ``out_dir`` is never replaced unasked: ``existing="resume"`` continues it (with its config),
+    ``existing="overwrite"`` replaces it. Started by torchrun (``RANK``/``WORLD_SIZE`` set), each
+    process trains on its share of the batch with DistributedDataParallel and rank 0 writes.
     """
     out_dir, video = Path(out_dir), Path(video)
-    config, resumed = run_config(out_dir / "checkpoint.pt", config, existing,
-                                 {"steps": steps, "minutes": minutes, "seed": seed})
-    if resumed is not None:
-        log.info("resuming from %s at step %d", out_dir / "checkpoint.pt", resumed.step)
-    for stale in remove_stale_temporaries(out_dir, TRAINING_FILES):
-        log.info("removed %s, left by a run that was killed while writing", stale)
-    start_step = resumed.step if resumed is not None else 0
-    if config.train.num_threads > 0:
-        torch.set_num_threads(config.train.num_threads)
-    torch.manual_seed(config.train.seed + start_step)
-    np.random.seed(config.train.seed + start_step)
-    device = choose_device(device)
-    started = time.monotonic()
-    located, settings, background = training_crops(video, config.data, crop)
-    data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
-    # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
-    scene = (background or estimate_background(video, config.data.localize_config())).scene()
-    data = dataclasses.replace(data, masks=foreground_masks(data, scene))
-    log.info("foreground: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
-    log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
-    config = _orientation(config, settings)
-    network = FOMM(config.model)
-    if resumed is not None:
-        load_weights(network.parts(), resumed.state_dicts, out_dir / "checkpoint.pt")
-    settings = dataclasses.replace(settings, box_side=float(np.median(data.boxes[:, 2] - data.boxes[:, 0])))
-    meta = {"video": str(video), **settings.to_meta(), "num_training_frames": int(len(data.frames))}
-    trainer = Trainer(network, config, _pairs(data, config, settings, start_step), device, out_dir, meta, start_step,
-                      None if resumed is None else resumed.state_dicts.get("optimizer"))
-    trainer.fit(config.train.steps, config.train.minutes, progress)
+    with session(choose_device(device)) as (ranks, device):
+        config, resumed = run_config(out_dir / "checkpoint.pt", config, existing,
+                                     {"steps": steps, "minutes": minutes, "seed": seed}, device.type)
+        if resumed is not None:
+            log.info("resuming from %s at step %d", out_dir / "checkpoint.pt", resumed.step)
+        if ranks.writer:
+            for stale in remove_stale_temporaries(out_dir, TRAINING_FILES):
+                log.info("removed %s, left by a run that was killed while writing", stale)
+        start_step = resumed.step if resumed is not None else 0
+        if config.train.num_threads > 0:
+            torch.set_num_threads(config.train.num_threads)
+        torch.manual_seed(config.train.seed + start_step)
+        np.random.seed(config.train.seed + start_step)
+        data, settings = _training_frames(video, config, crop)
+        config = _orientation(config, settings)
+        network = FOMM(config.model)
+        if resumed is not None:
+            load_weights(network.parts(), resumed.state_dicts, out_dir / "checkpoint.pt")
+        settings = dataclasses.replace(settings, box_side=float(np.median(data.boxes[:, 2] - data.boxes[:, 0])))
+        meta = {"video": str(video), **settings.to_meta(), "num_training_frames": int(len(data.frames))}
+        trainer = Trainer(network, config, _pairs(data, config, settings), device, out_dir, meta, start_step,
+                          None if resumed is None else resumed.state_dicts.get("optimizer"), ranks)
+        trainer.fit(config.train.steps, config.train.minutes, progress)
     return Model(trainer.model, config, trainer.meta, trainer.step_count, device)

@@ -1,4 +1,4 @@
-"""Writing files safely: whole or not at all, and never over one of the command's own inputs."""
+"""Writing files safely: whole or not at all, reproducibly, and never over one of the command's own inputs."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import os
 import shutil
 import stat
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
 
 from fomm_kp.errors import FommError
 
 __all__ = ["atomic_write", "same_file", "refuse_overwriting_inputs", "refuse_folder_holding_inputs", "read_text",
            "check_regular", "check_writable", "check_outputs", "check_output_folder", "staged_folder", "rebased",
            "remove_stale_temporaries", "all_or_nothing", "make_folders",
-           "remove_empty_folders"]
+           "remove_empty_folders", "leftover_temporaries", "write_npz"]
 
 PathLike = str | os.PathLike
 
@@ -52,6 +55,32 @@ def atomic_write(path: PathLike, write_fn: Callable[[Path], object], suffix: str
         remove_empty_folders(created)
         raise
     return path
+
+
+def leftover_temporaries(path: PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_write` left beside ``path`` when its process was killed
+    (SIGKILL: no clean-up ran). Only safe to remove when no other process is writing ``path``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{glob_escape(path.name)}.*{glob_escape(path.suffix)}"))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def write_npz(path: PathLike, arrays: Mapping[str, np.ndarray], compress: bool = True) -> None:
+    """``np.savez_compressed`` (or ``np.savez``), but the same arrays always give the same bytes:
+    the zip entries carry a fixed timestamp (numpy stamps the current time). Arrays only, no pickles."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with archive.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
 
 
 def make_folders(folder: PathLike) -> list[Path]:

@@ -7,6 +7,8 @@ Normalised coordinates follow ``torch.nn.functional.grid_sample(align_corners=Fa
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +19,7 @@ __all__ = [
     "gaussian_heatmaps",
     "inverse_2x2",
     "RandomWarp",
+    "Generators",
     "to_pixels",
     "from_pixels",
 ]
@@ -85,8 +88,25 @@ def inverse_2x2(matrices: torch.Tensor) -> torch.Tensor:
     return inv / det[..., None, None]
 
 
+# One generator for the batch, or one per batch element (whose draws then do not depend on the others).
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _draw(sample: Callable[..., torch.Tensor], shape: tuple[int, ...], generator: Generators) -> torch.Tensor:
+    """``sample(*shape, generator=...)``; with one generator per element of dimension 0, element i
+    is drawn from generator i alone."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return sample(*shape, generator=generator)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.cat([sample(1, *shape[1:], generator=g) for g in generator])
+
+
 class RandomWarp:
     """A random affine + thin-plate-spline transform per batch element (FOMM's equivariance warp).
+
+    ``generator`` draws the parameters: one for the whole batch, or one per element (so that an
+    element's warp is the same whichever batch, or process, it is drawn in).
 
     ``max_rotation`` (radians) adds a large rotation to the affine part: for top views, where a
     keypoint must stay on its body part whichever way the subject faces.
@@ -102,16 +122,16 @@ class RandomWarp:
         sigma_tps: float = 0.005,
         points_tps: int = 5,
         device=None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         max_rotation: float = 0.0,
     ) -> None:
         def normal(*shape: int) -> torch.Tensor:
-            return torch.randn(*shape, generator=generator).to(device)
+            return _draw(torch.randn, shape, generator).to(device)
 
         eye = torch.eye(2, 3).to(device)
         self.theta = eye.unsqueeze(0) + sigma_affine * normal(batch_size, 2, 3)
         if max_rotation > 0:  # then a rotation about the centre by an angle in ±max_rotation (radians)
-            angle = (2 * torch.rand(batch_size, generator=generator) - 1).to(device) * max_rotation
+            angle = (2 * _draw(torch.rand, (batch_size,), generator) - 1).to(device) * max_rotation
             cos, sin = torch.cos(angle), torch.sin(angle)
             rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
             self.theta = rotation @ self.theta

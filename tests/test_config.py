@@ -160,11 +160,21 @@ def test_configs_are_frozen() -> None:
 
 
 def test_every_builtin_named_in_the_readme_loads() -> None:
-    assert set(BUILTIN_CONFIGS) == {"cpu", "cpu128", "gpu", "tiny"}
+    assert set(BUILTIN_CONFIGS) == {"cpu", "cpu128", "gpu", "gpu_default", "tiny"}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in BUILTIN_CONFIGS:
         assert f"`{name}`" in readme, name
         assert load_config(name) == builtin_config(name)
+
+
+def test_the_default_config_depends_on_the_device(caplog: pytest.LogCaptureFixture) -> None:
+    from fomm_kp.api import default_config
+
+    assert default_config("cpu") == Config()
+    with caplog.at_level("INFO", logger="fomm_kp.api"):
+        gpu = default_config("cuda")
+    assert gpu == builtin_config("gpu_default") and gpu.model.image_size == 128 and gpu.train.batch_size == 32
+    assert "config: gpu_default (no --config given; 128-px frames" in caplog.text
 
 
 def test_empty_file_no_file_and_python_default_agree(tmp_path: Path) -> None:

@@ -193,3 +193,18 @@ def test_random_warp_jacobian_matches_finite_differences() -> None:
     assert error[keep].max() < 1e-6
     # The TPS part makes the jacobian vary from point to point (not a constant affine).
     assert (jacobian[0] - jacobian[0, :1]).abs().max() > 1e-3
+
+
+def test_warp_with_one_generator_per_element_draws_each_alone() -> None:
+    """Element i of a batch drawn with generators [g0, g1, ...] is the warp g_i alone would draw:
+    a batch split across processes gets the same warps."""
+    def generators(seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    whole = RandomWarp(3, generator=generators([7, 8, 9]), max_rotation=1.0)
+    alone = RandomWarp(1, generator=generators([8]), max_rotation=1.0)
+    assert torch.equal(whole.theta[1:2], alone.theta)
+    assert torch.equal(whole.control_params[1:2], alone.control_params)
+    assert not torch.equal(whole.theta[0], whole.theta[1])
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        RandomWarp(3, generator=generators([1, 2]))

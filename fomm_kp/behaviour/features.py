@@ -39,7 +39,7 @@ from fomm_kp.behaviour.frequency import wavelet_frequencies, wavelet_spectrogram
 from fomm_kp.behaviour.signals import SubjectSignals, prepare, resolve_config, subject_signals
 from fomm_kp.behaviour.windows import FeatureConfig, displacement, window_bounds, window_stats
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, write_npz
 from fomm_kp.tracks import Tracks, load_tracks
 
 __all__ = ["Features", "Source", "motion_features", "save_features", "load_features", "is_features_file", "load_features_or_tracks"]
@@ -259,18 +259,16 @@ def save_features(features: Features, path: str | os.PathLike) -> Path:
     if suffix == ".npz":
 
         def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    values=features.values,
-                    names=np.array(features.names, dtype=np.str_),
-                    start_frames=features.start_frames,
-                    end_frames=features.end_frames,
-                    fps=np.float64(features.fps),
-                    video=np.str_(features.video),
-                    config=np.str_(json.dumps(features.config)),
-                    kind=np.str_("fomm_kp.features"),
-                )
+            write_npz(tmp, {
+                "values": features.values,
+                "names": np.array(features.names, dtype=np.str_),
+                "start_frames": features.start_frames,
+                "end_frames": features.end_frames,
+                "fps": np.float64(features.fps),
+                "video": np.str_(features.video),
+                "config": np.str_(json.dumps(features.config)),
+                "kind": np.str_("fomm_kp.features"),
+            })
 
         return atomic_write(path, write)
     if suffix == ".csv":

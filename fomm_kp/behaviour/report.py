@@ -37,7 +37,7 @@ from fomm_kp.tracks import load_tracks
 from fomm_kp.tracks.io import TRACK_SUFFIXES
 from fomm_kp.video import VIDEO_SUFFIXES
 
-__all__ = ["ScoreReport", "score_labels", "load_source", "score"]
+__all__ = ["ScoreReport", "score_labels", "is_frame_labels_csv", "load_source", "score"]
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,10 @@ def _expand_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) ->
     return paths
 
 
-def _is_frame_labels_csv(path: Path) -> bool:
+def is_frame_labels_csv(path: Path) -> bool:
+    """Whether ``path`` is a per-frame labels CSV (``frame,label,...``), not a DeepLabCut tracks CSV."""
+    if Path(path).suffix.lower() != ".csv":
+        return False
     header = read_text(path, "CSV").partition("\n")[0].strip().split(",")
     return "frame" in header and "label" in header
 
@@ -178,7 +181,7 @@ def load_source(path: str | os.PathLike, clf: Classifier | None, checkpoint: str
     """Per-frame labels of one file: a per-frame CSV as is; tracks or a video (tracked with the
     detector ``checkpoint``) through ``clf``."""
     path = Path(path)
-    if path.suffix.lower() == ".csv" and _is_frame_labels_csv(path):
+    if is_frame_labels_csv(path):
         return FrameLabels.from_csv(path)
     if clf is None:
         raise FommError(f"{path} holds tracks or video: a classifier is needed to label it")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from typing import Iterator, Mapping
 
@@ -84,7 +85,8 @@ def gated_logging() -> Iterator[LogGate]:
     root = logging.getLogger()
     gate, level = LogGate(), root.level
     root.addHandler(gate)
-    root.setLevel(logging.INFO)
+    # Under torchrun only rank 0 logs progress; the other ranks say only what goes wrong.
+    root.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     logging.captureWarnings(True)
     try:
         yield gate

@@ -22,16 +22,20 @@ from fomm_kp.behaviour.frame_labels import classify as classify_source
 from fomm_kp.behaviour.frame_labels import rank_labels
 from fomm_kp.behaviour.motifs import METHODS, find_motifs, write_motif_examples
 from fomm_kp.behaviour.plots import plot_keypoint_spectrogram
+from fomm_kp.behaviour.report import is_frame_labels_csv
 from fomm_kp.behaviour.report import score as score_study
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.many import OVERWRITE, RAY_ADDRESS, WORKERS, run_options, run_with_progress
 from fomm_kp.cli.options import check_choice, check_option, check_suffix
+from fomm_kp.distributed import FeaturesJob, LabelJob, RunOptions, expand_sources, is_many, output_paths
 from fomm_kp.errors import FommError
 from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.settings import integer, number
+from fomm_kp.tracks.io import TRACK_SUFFIXES
 from fomm_kp.video import VIDEO_SUFFIXES, probe
 
 FEATURE_SUFFIXES = (".npz", ".csv")
@@ -56,22 +60,40 @@ def _load_tracks_or_video(path: Path, checkpoint: Optional[Path]) -> Tracks:
         return track(path, load_model(checkpoint))
 
 
+def _output_folder(out: Path, option: str, refused: tuple[str, ...]) -> Path:
+    if out.suffix.lower() in refused:
+        raise FommError(f"with several sources {option} names a folder (one file per source), got {out}")
+    return out
+
+
 @app.command()
 def features(
-    tracks: Path = typer.Argument(..., help="tracks file (.npz, DeepLabCut .csv/.h5, SLEAP .slp, .nwb)"),
-    out: Path = typer.Option(..., "--out", "-o", help="features file (.npz, or .csv for a table)"),
+    tracks: List[Path] = typer.Argument(..., help="tracks file (.npz, DeepLabCut .csv/.h5, SLEAP .slp, .nwb); or several: files, folders, globs or .txt lists"),
+    out: Path = typer.Option(..., "--out", "-o", help="features file (.npz, or .csv for a table); with several tracks files a folder of .npz"),
     window: Optional[List[float]] = typer.Option(None, "--window", help="window length in seconds (repeat for several; default 0.5 and 2)"),
     stride: float = typer.Option(0.25, help="seconds between window centres"),
     egocentric: bool = typer.Option(True, help="align poses to the body centre and heading"),
     wavelet_freqs: int = typer.Option(0, help="Morlet wavelet frequencies per keypoint as extra features (0 = off)"),
-    spectrogram: Optional[Path] = typer.Option(None, help="also write a wavelet spectrogram PNG here"),
+    spectrogram: Optional[Path] = typer.Option(None, help="also write a wavelet spectrogram PNG here (one tracks file)"),
+    workers: int = WORKERS,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Motion and frequency features of keypoint tracks over sliding windows."""
+    config = feature_config(window, stride, egocentric, wavelet_freqs)
+    if is_many(tracks, TRACK_SUFFIXES):
+        if spectrogram is not None:
+            raise FommError("--spectrogram takes one tracks file")
+        folder = _output_folder(out, "--out", FEATURE_SUFFIXES)
+        sources = expand_sources(tracks, TRACK_SUFFIXES)
+        output_paths(sources, folder, ".npz")
+        run_with_progress(sources, FeaturesJob(folder, config), run_options(workers, ray_address, overwrite))
+        return
+    source = tracks[0]
     check_suffix("--out", out, FEATURE_SUFFIXES)
     check_suffix("--spectrogram", spectrogram, PLOT_SUFFIXES)
-    check_outputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
-    data = load_tracks(tracks)
-    config = feature_config(window, stride, egocentric, wavelet_freqs)
+    check_outputs({"--out": out, "--spectrogram": spectrogram}, [source])
+    data = load_tracks(source)
     feats = motion_features(data, config)
     with all_or_nothing(out, spectrogram):
         save_features(feats, out)
@@ -122,14 +144,27 @@ def fit(
 
 @app.command()
 def classify(
-    source: Path = typer.Argument(..., help="video or tracks file"),
+    sources: List[Path] = typer.Argument(..., help="video or tracks file; or several: files, folders, globs or .txt lists"),
     classifier: Path = typer.Option(..., help="classifier .npz from `fomm-kp fit`"),
     checkpoint: Optional[Path] = typer.Option(None, help="detector checkpoint (needed when SOURCE is a video)"),
-    per_frame: Optional[Path] = typer.Option(None, "--per-frame", help="write frame,label,probabilities CSV here"),
+    per_frame: Optional[Path] = typer.Option(None, "--per-frame", help="write frame,label,probabilities CSV here; with several sources a folder (required)"),
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
+    workers: int = WORKERS,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Label a video: behaviours ranked by probability, optionally every frame to a CSV."""
     check_option("--min-bout", min_bout, number(0.0))
+    if is_many(sources, VIDEO_SUFFIXES + TRACK_SUFFIXES):
+        if per_frame is None:
+            raise FommError("with several sources, --per-frame FOLDER is required (one per-frame CSV per source)")
+        folder = _output_folder(per_frame, "--per-frame", (".csv",))
+        expanded = expand_sources(sources, VIDEO_SUFFIXES + TRACK_SUFFIXES)
+        output_paths(expanded, folder, ".csv")
+        job = LabelJob(classifier, folder, checkpoint, min_bout)
+        run_with_progress(expanded, job, run_options(workers, ray_address, overwrite), inputs=[classifier, checkpoint])
+        return
+    source = sources[0]
     check_suffix("--per-frame", per_frame, (".csv",))
     check_outputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
@@ -146,6 +181,24 @@ def classify(
         console.print(f"per-frame labels -> {per_frame}")
 
 
+def _label_on_workers(sources: List[Path], out: Path, classifier: Optional[Path], checkpoint: Optional[Path],
+                      min_bout: float, run: RunOptions) -> list[Path]:
+    """Label the videos and tracks files among ``sources`` as one task each, into ``out/per_frame``;
+    returns the per-frame CSVs of all sources (per-frame CSVs given are kept as they are)."""
+    expanded = expand_sources(sources, VIDEO_SUFFIXES + TRACK_SUFFIXES)
+    to_label = [p for p in expanded if not is_frame_labels_csv(p)]
+    if not to_label:
+        return expanded
+    if classifier is None:
+        raise FommError(f"{to_label[0]} holds tracks or video: --classifier is needed to label it")
+    folder = out / "per_frame"
+    output_paths(expanded, folder, ".csv")
+    job = LabelJob(classifier, folder, checkpoint, min_bout)
+    run_with_progress(to_label, job, run, inputs=[classifier, checkpoint])
+    labelled = {source: job.outputs(source)[0] for source in to_label}
+    return [labelled.get(source, source) for source in expanded]
+
+
 @app.command()
 def score(
     sources: List[Path] = typer.Argument(..., help="folder or files: tracks, per-frame label CSVs, or videos"),
@@ -154,11 +207,20 @@ def score(
     groups: Optional[Path] = typer.Option(None, help="CSV video,group for the group comparison"),
     checkpoint: Optional[Path] = typer.Option(None, help="detector checkpoint (needed for video sources)"),
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
+    workers: int = typer.Option(1, "--workers", min=0, help="label the videos as Ray tasks on this many worker "
+                                "processes (0: one per CPU core; 1: one after another in this process)"),
+    ray_address: Optional[str] = RAY_ADDRESS,
+    overwrite: bool = typer.Option(False, "--overwrite", help="with --workers/--ray-address: relabel videos whose "
+                                   "per-frame CSV is already in OUT/per_frame (default: reuse it)"),
 ) -> None:
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
     check_option("--min-bout", min_bout, number(0.0))
     refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
-    check_output_folder(out, "report.json")
+    if not (out / "per_frame").is_dir():  # per-frame CSVs of an earlier run on workers are reused
+        check_output_folder(out, "report.json")
+    run = run_options(workers, ray_address, overwrite)
+    if run.resolved_workers() != 1 or ray_address is not None:
+        sources = _label_on_workers(sources, out, classifier, checkpoint, min_bout, run)
     with progress_bar("labelling", transient=True) as update:
         written = score_study([str(s) for s in sources], out, classifier=classifier, groups=groups,
                               checkpoint=checkpoint, min_bout_seconds=min_bout, progress=update)

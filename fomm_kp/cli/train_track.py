@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from fomm_kp import api
 from fomm_kp import demo as demo_module
 from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.many import OVERWRITE, RAY_ADDRESS, WORKERS, run_options, run_with_progress
 from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box, parse_subjects
 from fomm_kp.config import BUILTIN_CONFIGS, load_config
+from fomm_kp.distributed import RunOptions, TrackJob, expand_sources, is_many, output_paths
 from fomm_kp.errors import FommError, Interrupted
 from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs
 from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
+from fomm_kp.runtime.detector import check_device as device_kind
 from fomm_kp.runtime.loading import require_backend
 from fomm_kp.settings import SEED, integer, number
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
@@ -24,8 +29,9 @@ from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES, require_format
 from fomm_kp.tracks.nwb import PLACEHOLDER_SPECIES, NwbSubject, nwb_paths
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
+from fomm_kp.training.distributed import ranks_from_environment
 from fomm_kp.training.trainer import TrainingInterrupted
-from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
+from fomm_kp.video import VIDEO_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
 
 def _nwb_subject(subject_id: Optional[str], species: Optional[str], sex: str, age: Optional[str]) -> NwbSubject:
@@ -34,9 +40,28 @@ def _nwb_subject(subject_id: Optional[str], species: Optional[str], sex: str, ag
 
 
 def train_with_progress(video: Path, out: Path, **kwargs) -> api.Model:
-    """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA."""
+    """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA (rank 0 only under DDP)."""
+    if not ranks_from_environment().writer:
+        return api.train(video, out, **kwargs)
     with progress_bar("training") as update:
         return api.train(video, out, progress=update, **kwargs)
+
+
+def _launch_ddp(processes: int) -> int:
+    """Run this same ``fomm-kp train`` command under torchrun on ``processes`` processes; its exit status."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--ddp" or arg.startswith("--ddp="):
+            skip = arg == "--ddp"
+            continue
+        args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "fomm_kp", *args]
+    console.print(f"DDP: {processes} processes: {' '.join(command[1:])}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:  # torchrun hears Ctrl-C too and stops its processes
+        return 130
 
 
 def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
@@ -49,7 +74,7 @@ def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
 def train(
     video: Path = typer.Argument(..., help="The video to learn from (mp4/avi/mov/gif or a folder of images)."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, tiny."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name (default: cpu, or gpu_default on a CUDA GPU): cpu, cpu128, gpu, gpu_default, tiny."),
     steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
@@ -58,8 +83,14 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
     subjects: Optional[str] = typer.Option(None, help="Animals in the video: a number, or auto (as many as persist); each is followed and cropped, one detector learns from all (default: the config's data.subjects, 1)."),
+    ddp: int = typer.Option(0, "--ddp", min=0, help="Train on N processes with DistributedDataParallel: starts "
+                            "torchrun (one process per GPU, NCCL; gloo on CPUs). train.batch_size is the global batch."),
 ) -> None:
-    """Train a keypoint detector on one video, self-supervised (no labels)."""
+    """Train a keypoint detector on one video, self-supervised (no labels).
+
+    Under torchrun (``torchrun --nproc_per_node N -m fomm_kp train ...``) every process trains on its
+    share of each batch (DistributedDataParallel) and only rank 0 writes.
+    """
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
     check_option("--steps", steps, integer(1))
     check_option("--minutes", minutes, number(above=0.0))
@@ -76,24 +107,43 @@ def train(
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     if resume and count is not None:
         raise FommError("a resumed run keeps its checkpoint's subjects: leave out --subjects")
-    loaded = None if resume else load_config(config)
+    # No --config: the default for the device (the GPU default on a CUDA GPU), chosen and logged here once.
+    loaded = None if resume else load_config(config) if config is not None else api.default_config(device_kind(device))
     if count is not None:
         loaded = dataclasses.replace(loaded, data=dataclasses.replace(loaded.data, subjects=count))
     api.run_config(checkpoint, config if resume else loaded, existing, {"steps": steps, "minutes": minutes, "seed": seed})
+    if ddp > 0 and not ranks_from_environment().distributed:
+        raise typer.Exit(_launch_ddp(ddp))
     try:
         model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
                           f"continue with: fomm-kp train {video} --out {out} --resume") from None
-    console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
+    if ranks_from_environment().writer:
+        console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
+
+
+def _track_many(items: List[Path], out: Optional[Path], checkpoint: Path, options: dict, run: RunOptions) -> None:
+    """``fomm-kp track`` on several videos: one tracks file per video in the folder ``out``."""
+    if options["overlay"] is not None or options["csv"] is not None:
+        raise FommError("--overlay and --csv take one video; with several videos --out names a folder of .npz tracks")
+    folder = out if out is not None else Path("tracks")
+    if folder.suffix.lower() in WRITABLE_TRACK_SUFFIXES:
+        raise FommError(f"with several videos --out names a folder (one tracks file per video), got {folder}")
+    videos = expand_sources(items, VIDEO_SUFFIXES)
+    output_paths(videos, folder, ".npz")
+    job = TrackJob(checkpoint, folder, device=options["device"], backend=options["backend"], engine=options["engine"],
+                   localize=options["localize"], crop=None if options["crop"] is None else tuple(options["crop"]),
+                   frames=options["frames"], batch_size=options["batch_size"], smoothing=options["smoothing"])
+    run_with_progress(videos, job, run, inputs=[checkpoint, options["engine"]])
 
 
 @app.command()
 def track(
-    video: Path = typer.Argument(..., help="Video to track."),
+    videos: List[Path] = typer.Argument(..., help="Video to track; or several: files, folders, globs or .txt lists of videos."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train, a student from fomm-kp distill, or an exported .onnx."),
-    out: Path = typer.Option(Path("tracks.npz"), "--out", "-o", help="Tracks file: .npz, .csv (DeepLabCut), .slp or .nwb."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tracks file: .npz, .csv (DeepLabCut), .slp or .nwb (default tracks.npz); with several videos a folder (default tracks/)."),
     overlay: Optional[Path] = typer.Option(None, help="Also write a video (.mp4/.gif) with keypoints and trails."),
     csv: Optional[Path] = typer.Option(None, help="Also write DeepLabCut-style CSV with likelihood."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels."),
@@ -111,8 +161,11 @@ def track(
     species: Optional[str] = typer.Option(None, help="NWB: species, Latin binomial (Mus musculus) or NCBI taxonomy IRI (default: a placeholder for 'an animal')."),
     sex: str = typer.Option("U", help="NWB: M, F, O or U (unknown)."),
     age: Optional[str] = typer.Option(None, help="NWB: ISO 8601 age, e.g. P8W, or a range P2D/P4D (default: P0D/, unknown)."),
+    workers: int = WORKERS,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Track keypoints through a video with a trained detector (teacher or distilled student)."""
+    """Track keypoints through a video (or many) with a trained detector (teacher or distilled student)."""
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
     # error line and no output file.
     if localize not in (None, "on", "off", "auto"):
@@ -126,12 +179,21 @@ def track(
     nwb = _nwb_subject(subject_id, species, sex, age)
     if count is not None and box is not None:
         raise FommError("--subjects and --crop exclude each other: several subjects are each cropped on their own")
+    require_backend(backend, checkpoint)
+    if is_many(videos, VIDEO_SUFFIXES):
+        if count is not None:
+            raise FommError("--subjects takes one video: with several videos each is tracked as trained")
+        options = {"overlay": overlay, "csv": csv, "device": device, "backend": backend, "engine": engine,
+                   "localize": localize, "crop": box, "frames": FrameRange(start, stop, stride), "batch_size": batch_size,
+                   "smoothing": smoothing}
+        _track_many(videos, out, checkpoint, options, run_options(workers, ray_address, overwrite))
+        return
+    video, out = videos[0], out if out is not None else Path("tracks.npz")
     check_suffix("--out", out, WRITABLE_TRACK_SUFFIXES)
     check_suffix("--csv", csv, (".csv",))
     check_suffix("--overlay", overlay, WRITABLE_VIDEO_SUFFIXES)
     check_outputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
     require_format(out)
-    require_backend(backend, checkpoint)
     info = probe(video)
     box_in_frame(box, info)
     if start >= info.num_frames or (stop is not None and stop <= start):

@@ -1,4 +1,5 @@
-"""Tracks as ``.npz``: a lossless round trip of every field, arrays and text only (no pickles)."""
+"""Tracks as ``.npz``: a lossless round trip of every field, arrays and text only (no pickles); the same
+tracks always give the same bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, write_npz
 from fomm_kp.tracks.core import Tracks
 
 __all__ = ["save_npz", "load_npz"]
@@ -34,8 +35,7 @@ def _write_npz(tracks: Tracks, path: Path) -> None:
         arrays["identities"] = tracks.identities
     if tracks.times is not None:
         arrays["times"] = tracks.times
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    write_npz(path, arrays)  # byte for byte the same for the same tracks
 
 
 def _metadata(data: np.lib.npyio.NpzFile) -> dict:

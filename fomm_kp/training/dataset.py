@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from fomm_kp.errors import FommError
 from fomm_kp.localize.crop_rule import SubjectCrops, SubjectsCrops
+from fomm_kp.training.streams import data_streams
 from fomm_kp.video import crop_frame, iter_frames, probe, resize_frame
 
 __all__ = ["TrainingFrames", "load_training_frames", "foreground_masks", "FramePairs", "Pair"]
@@ -145,7 +146,8 @@ class FramePairs:
     is the same for both frames of a pair: a mirror flip (left-right, or with ``flip_vertical``
     top-bottom: for crops turned so that the subject faces right, which must stay so), optionally a
     quarter-turn rotation (for top views, where a subject may face any way), and
-    brightness/contrast jitter.
+    brightness/contrast jitter. Every sample draws from its own stream, keyed by ``seed``, the step
+    and its place in the batch.
     """
 
     def __init__(
@@ -169,26 +171,32 @@ class FramePairs:
         self.flip_dim = -2 if flip_vertical else -1
         self.rotate90 = rotate90
         self.color_jitter = color_jitter
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(first, second)`` stored-frame indices ``(B,)``, ``min_gap <= |second - first| <= max_gap``
+    def to(self, device: torch.device) -> "FramePairs":
+        """Keep the frames (and masks) on ``device`` (a GPU: batches are then cut there, with no copies from the host)."""
+        self.frames = self.frames.to(device)
+        self.masks = None if self.masks is None else self.masks.to(device)
+        return self
+
+    def sample_indices(self, streams: Sequence[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
+        """``(first, second)`` stored-frame indices ``(B,)``, one pair per stream, ``min_gap <= |second - first| <= max_gap``
         (both crops of one subject when there are several)."""
         count = len(self.frames)
-        gaps = self.rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
+        gaps = np.array([g.integers(self.min_gap, self.max_gap + 1) for g in streams])
         # The earlier frame is drawn among those that leave room for the gap (max_gap < count), so
         # every draw is valid; then the order is flipped half the time.
-        earlier = self.rng.integers(0, count - gaps)
+        earlier = np.array([g.integers(0, count - gap) for g, gap in zip(streams, gaps)])
         if self.subjects is not None:
-            earlier = self._same_subject(earlier, gaps)
+            earlier = self._same_subject(earlier, gaps, streams)
         later = earlier + gaps
-        swap = self.rng.random(batch_size) < 0.5
+        swap = np.array([g.random() < 0.5 for g in streams])
         return np.where(swap, later, earlier), np.where(swap, earlier, later)
 
-    def _same_subject(self, earlier: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    def _same_subject(self, earlier: np.ndarray, gaps: np.ndarray, streams: Sequence[np.random.Generator]) -> np.ndarray:
         """Draws of ``earlier`` whose pair would join two subjects' crops redrawn until it does not
         (a subject too short for a gap pairs its first and last crops)."""
         last = np.r_[np.flatnonzero(np.diff(self.subjects)), len(self.subjects) - 1]  # last crop of each run
@@ -197,38 +205,47 @@ class FramePairs:
             bad = end[earlier] < earlier + gaps
             if not bad.any():
                 return earlier
-            earlier[bad] = self.rng.integers(0, len(self.subjects) - gaps[bad])
+            for i in np.flatnonzero(bad):  # each sample redraws from its own stream
+                earlier[i] = streams[i].integers(0, len(self.subjects) - gaps[i])
         bad = end[earlier] < earlier + gaps
         start = np.r_[0, last[:-1] + 1][np.searchsorted(last, earlier[bad])]
         earlier[bad] = np.maximum(start, end[earlier[bad]] - gaps[bad])  # runs hold 2+ crops: a gap of 1+ fits
         gaps[bad] = end[earlier[bad]] - earlier[bad]
         return earlier
 
-    def sample(self, batch_size: int) -> Pair:
-        first, second = self.sample_indices(batch_size)
-        source = self.frames[first].permute(0, 3, 1, 2).float() / 255
-        driving = self.frames[second].permute(0, 3, 1, 2).float() / 255
+    def sample(self, batch_size: int, step: int = 0, first: int = 0) -> Pair:
+        """Samples ``first .. first + batch_size - 1`` of the batch of ``step``, each drawn from its own
+        stream (:mod:`fomm_kp.training.streams`): the same pair and augmentation whichever process
+        draws it. On the frames' device; no host round trip."""
+        streams = data_streams(self.seed, step, range(first, first + batch_size))
+        first_index, second_index = self.sample_indices(streams)
+        device = self.frames.device
+
+        def images(stored: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
+            picked = stored[torch.from_numpy(indices).to(device)]
+            return picked.permute(0, 3, 1, 2).float() / 255 if picked.ndim == 4 else picked.unsqueeze(1).float()
+
+        def per_sample(values: list) -> torch.Tensor:  # (B, 1, 1, 1) on the frames' device
+            return torch.tensor(values, device=device).view(-1, 1, 1, 1)
+
         # Masks travel with their frames through the same flips and turns.
-        images = [source, driving]
+        batch = [images(self.frames, first_index), images(self.frames, second_index)]
         if self.masks is not None:
-            images += [self.masks[first].unsqueeze(1).float(), self.masks[second].unsqueeze(1).float()]
+            batch += [images(self.masks, first_index), images(self.masks, second_index)]
         if self.flip:
-            flips = torch.from_numpy(self.rng.random(batch_size) < 0.5)
-            for x in images:
-                x[flips] = x[flips].flip(self.flip_dim)
+            flips = per_sample([g.random() < 0.5 for g in streams])
+            batch = [torch.where(flips, x.flip(self.flip_dim), x) for x in batch]
         if self.rotate90:
-            turns = self.rng.integers(0, 4, size=batch_size)
-            for k in range(1, 4):
-                chosen = torch.from_numpy(turns == k)
-                if chosen.any():
-                    for x in images:
-                        x[chosen] = x[chosen].rot90(k, dims=(-2, -1))
-        source, driving = images[0], images[1]
-        masks = torch.cat(images[2:]) if self.masks is not None else None
+            turns = np.array([g.integers(0, 4) for g in streams])
+            for k in np.unique(turns[turns > 0]):
+                chosen = per_sample((turns == k).tolist())
+                batch = [torch.where(chosen, x.rot90(int(k), dims=(-2, -1)), x) for x in batch]
+        source, driving = batch[0], batch[1]
+        masks = torch.cat(batch[2:]) if self.masks is not None else None
         if self.color_jitter > 0:
             j = self.color_jitter
-            brightness = torch.from_numpy(self.rng.uniform(-j, j, size=(batch_size, 1, 1, 1))).float()
-            contrast = torch.from_numpy(self.rng.uniform(1 - j, 1 + j, size=(batch_size, 1, 1, 1))).float()
+            brightness = per_sample([g.uniform(-j, j) for g in streams]).float()
+            contrast = per_sample([g.uniform(1 - j, 1 + j) for g in streams]).float()
             source = ((source - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
             driving = ((driving - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
         return Pair(source, driving, masks)

@@ -13,7 +13,7 @@ from torch import nn
 
 from fomm_kp.config import Config
 from fomm_kp.errors import FommError
-from fomm_kp.geometry import RandomWarp, inverse_2x2
+from fomm_kp.geometry import Generators, RandomWarp, inverse_2x2
 from fomm_kp.models.fomm import FOMM, Reconstruction
 from fomm_kp.models.keypoint_detector import KeypointOutput, resize_images
 
@@ -61,15 +61,19 @@ def reconstruction_loss(
     prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
     scales: tuple[float, ...], l1: float, ssim: float,
 ) -> torch.Tensor:
-    """Weighted L1 + (1 − SSIM)/2 summed over an image pyramid."""
+    """Weighted L1 + (1 − SSIM)/2 summed over an image pyramid.
+
+    The weights are normalised per sample, so that a sample's loss does not depend on the others in
+    its batch: the mean over a batch split across processes (DDP) is the mean over the whole batch.
+    """
     total = prediction.new_zeros(())
     for scale in scales:
         p, t, w = _resize(prediction, scale), _resize(target, scale), _resize(weights, scale)
-        norm = w.mean()
+        w = w / w.mean(dim=(1, 2, 3), keepdim=True)
         if l1 > 0:
-            total = total + l1 * (w * (p - t).abs()).mean() / norm
+            total = total + l1 * (w * (p - t).abs()).mean()
         if ssim > 0 and min(p.shape[-2:]) >= 4:
-            total = total + ssim * (w * (1 - ssim_map(p, t)).clamp(0, 2) / 2).mean() / norm
+            total = total + ssim * (w * (1 - ssim_map(p, t)).clamp(0, 2) / 2).mean()
     return total
 
 
@@ -111,7 +115,7 @@ def separation_loss(keypoints: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def equivariance_losses(
     detector: nn.Module, driving: torch.Tensor, kp_driving: KeypointOutput,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """FOMM's equivariance: detect on a randomly warped frame and map back through the warp.
 
@@ -131,7 +135,7 @@ def equivariance_losses(
 
 
 def rotation_equivariance_loss(
-    detector: nn.Module, images: torch.Tensor, keypoints: torch.Tensor, generator: torch.Generator | None = None,
+    detector: nn.Module, images: torch.Tensor, keypoints: torch.Tensor, generator: Generators = None,
 ) -> torch.Tensor:
     """Keypoints must turn with the image: detect on a copy rotated by a random angle (any angle,
     plus FOMM's small affine + TPS) and map back; L1 to ``keypoints`` ``(B, K, 2)``.
@@ -201,7 +205,7 @@ class VGG19Perceptual(nn.Module):
 
 def objective(
     network: FOMM, out: Reconstruction, source: torch.Tensor, driving: torch.Tensor, config: Config,
-    generator: torch.Generator | None = None, perceptual: VGG19Perceptual | None = None,
+    generator: Generators = None, perceptual: VGG19Perceptual | None = None,
     masks: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weighted loss terms of one training step, by name (their sum is minimised).

@@ -9,6 +9,7 @@ looks, so training resumes exactly where it stopped. The loss terms are
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,10 @@ from fomm_kp.models import FOMM
 from fomm_kp.models.keypoint_detector import resize_images
 from fomm_kp.progress import Progress
 from fomm_kp.training.dataset import FramePairs, Pair
-from fomm_kp.training.loop import Loop, deferred_interrupt, optimise
+from fomm_kp.training.distributed import Ranks, agree, local_batch_size, wrap
+from fomm_kp.training.loop import Loop, deferred_interrupt, optimise, optimise_on_device
 from fomm_kp.training.losses import VGG19Perceptual, objective, on_subject_share
+from fomm_kp.training.streams import warp_generators
 from fomm_kp.video import resize_frame
 from fomm_kp.viz import draw_keypoints, image_row
 
@@ -47,41 +50,60 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class Trainer:
-    """Owns model, optimizer and pair sampler; ``step()`` runs one optimisation step."""
+    """Owns model, optimizer and pair sampler; ``step()`` runs one optimisation step.
+
+    Under DDP (``ranks`` of several processes, process group joined: :mod:`fomm_kp.training.distributed`)
+    each rank steps on its share of the global batch and only rank 0 writes. On a GPU the model is
+    channels-last, the training frames stay on the GPU and a step never waits for the host.
+    """
 
     def __init__(
         self, model: FOMM, config: Config, pairs: FramePairs, device: torch.device,
         out_dir: Path, meta: dict[str, Any] | None = None, start_step: int = 0,
-        optimizer_state: dict | None = None,
+        optimizer_state: dict | None = None, ranks: Ranks = Ranks(),
     ) -> None:
-        self.model = model.to(device)
+        on_gpu = device.type == "cuda"
+        self.model = model.to(device, memory_format=torch.channels_last) if on_gpu else model.to(device)
         self.config = config
-        self.pairs = pairs
+        self.pairs = pairs.to(device) if on_gpu else pairs
         self.device = device
         self.out_dir = Path(out_dir)
         self.meta = dict(meta or {})
         self.step_count = start_step
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate, betas=(0.5, 0.999))
+        self.ranks = ranks
+        self.local_batch = local_batch_size(config.train.batch_size, ranks)
+        self.forward = wrap(self.model, ranks, device)  # the model, or the model under DDP
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate, betas=(0.5, 0.999),
+                                          fused=True if on_gpu else None)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
-        self.generator = torch.Generator().manual_seed(config.train.seed + start_step)
         loss = config.loss
         self.perceptual = VGG19Perceptual(loss.perceptual_weights).to(device) if loss.perceptual > 0 else None
-        self.last_losses: dict[str, float] = {}
+        self.last_losses: dict[str, Any] = {}
         self._fixed_pair: Pair | None = None
 
-    def step(self) -> dict[str, float]:
-        """One optimisation step on a fresh batch of pairs; returns the loss terms."""
+    def _images(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else images
+
+    def step(self) -> dict[str, Any]:
+        """One optimisation step on this process's share of a fresh batch; returns the loss terms
+        (floats on CPUs, device tensors on GPUs: :class:`~fomm_kp.training.loop.Loop` reads them back)."""
         self.model.train()
-        pair = self.pairs.sample(self.config.train.batch_size)
-        source, driving = pair.source.to(self.device), pair.driving.to(self.device)
-        masks = None if pair.masks is None else pair.masks.to(self.device)
+        first, seed = self.ranks.rank * self.local_batch, self.config.train.seed
+        pair = self.pairs.sample(self.local_batch, self.step_count, first)
+        source, driving = self._images(pair.source), self._images(pair.driving)
+        masks = None if pair.masks is None else pair.masks.to(self.device, non_blocking=True)
+        warps = warp_generators(seed, self.step_count, range(first, first + self.local_batch))
         with autocast_context(self.device, self.config.train.mixed_precision):
-            out = self.model(source, driving)
-            terms = objective(self.model, out, source, driving, self.config, self.generator, self.perceptual, masks)
-        self.last_losses = optimise(self.optimizer, terms, self.step_count)
-        if masks is not None:  # a diagnostic, not a loss: where the driving frames' keypoints sit
-            self.last_losses["on_subject"] = on_subject_share(out.kp_driving.keypoints, masks[len(masks) // 2:])
+            out = self.forward(source, driving)
+            terms = objective(self.model, out, source, driving, self.config, warps, self.perceptual, masks)
+        if self.device.type == "cpu":
+            self.last_losses = optimise(self.optimizer, terms, self.step_count)
+            if masks is not None:  # a diagnostic, not a loss: where the driving frames' keypoints sit
+                self.last_losses["on_subject"] = on_subject_share(out.kp_driving.keypoints, masks[len(masks) // 2:])
+        else:  # GPUs: nothing read back here (the on-subject diagnostic would be a read per step)
+            self.last_losses = optimise_on_device(self.optimizer, terms)
         self.step_count += 1
         return self.last_losses
 
@@ -89,21 +111,40 @@ class Trainer:
         """Train until ``steps`` total steps or ``minutes`` of wall time, whichever comes first.
 
         Writes ``checkpoint.pt`` every ``checkpoint_every`` steps and at the end, and
-        ``preview.png`` every ``preview_every`` steps. Ctrl-C finishes the step in hand, writes a
-        checkpoint and raises :class:`TrainingInterrupted`.
+        ``preview.png`` every ``preview_every`` steps (rank 0 only). Ctrl-C finishes the step in
+        hand, writes a checkpoint and raises :class:`TrainingInterrupted`.
         """
-        loop = Loop(steps, minutes, self.config.train.log_every, "training", progress)
-        with deferred_interrupt() as interrupted:
-            result = loop.run(lambda _: self.step(), self.step_count, self._after_step, interrupted)
+        train = self.config.train
+        sync_every = 1 if self.device.type == "cpu" else max(1, min(train.log_every or 50, 50))
+        loop = Loop(steps, minutes, train.log_every, "training", progress if self.ranks.writer else None, sync_every)
+        try:
+            with deferred_interrupt() as interrupted:
+                result = loop.run(lambda _: self.step(), self.step_count, self._after_step, interrupted, self._agree)
+        finally:
+            # Drop the DDP wrapper while the process group lives: freed after the group is left, its
+            # reducer would free the group while holding the GIL, and gloo's threads can then deadlock.
+            self.forward = self.model
+            if self.ranks.distributed:
+                gc.collect()  # the wrapper may sit in a reference cycle
         if result.interrupted:
-            raise TrainingInterrupted(self.step_count, self.save(self.out_dir / "checkpoint.pt"))
+            checkpoint = self.out_dir / "checkpoint.pt"
+            if self.ranks.writer:
+                self.save(checkpoint)
+            raise TrainingInterrupted(self.step_count, checkpoint)
         log.info("trained to step %d", self.step_count)
         return self.model
 
+    def _agree(self, last: bool, stop: bool) -> tuple[bool, bool]:
+        """Whether this was the last step, and whether to stop now: rank 0's decision on every rank."""
+        last, stop = agree(self.ranks, self.device, last, stop)
+        return last, stop
+
     def _after_step(self, step: int, last: bool) -> tuple[Path, ...]:
-        """Previews and checkpoints due after ``step``; returns the files written."""
+        """Previews and checkpoints due after ``step`` (rank 0 only); returns the files written."""
         train = self.config.train
-        written = []
+        written: list[Path] = []
+        if not self.ranks.writer:
+            return ()
         if train.preview_every > 0 and (step % train.preview_every == 0 or last):
             written.append(self.write_preview(self.out_dir / "preview.png"))
             self.write_animation_preview(self.out_dir / "animation.png")
@@ -114,7 +155,7 @@ class Trainer:
     def save(self, path: Path) -> Path:
         state = {name: part.state_dict() for name, part in self.model.parts().items() if part is not None}
         state["optimizer"] = self.optimizer.state_dict()
-        meta = dict(self.meta, losses=self.last_losses)
+        meta = dict(self.meta, losses={name: float(value) for name, value in self.last_losses.items()})
         return save_checkpoint(path, self.config, state, self.step_count, meta)
 
     @torch.no_grad()
@@ -122,10 +163,8 @@ class Trainer:
         """PNG rows of source | driving | warped source | reconstruction | keypoints on driving (with
         foreground masks, the driving frame is dimmed where it matches the static scene, so keypoints
         off the subject stand out)."""
-        if self._fixed_pair is None:
-            state = self.pairs.rng.bit_generator.state
+        if self._fixed_pair is None:  # the first pairs of step 0 (drawing them changes no training draw)
             self._fixed_pair = self.pairs.sample(4)
-            self.pairs.rng.bit_generator.state = state  # previews must not change the training draws
         source, driving = (t.to(self.device) for t in self._fixed_pair[:2])
         self.model.eval()
         out = self.model(source, driving)
@@ -146,7 +185,7 @@ class Trainer:
     @torch.no_grad()
     def write_animation_preview(self, path: Path) -> Path:
         """PNG: the first training frame animated by five others (:func:`fomm_kp.animation.transfer.animation_grid`)."""
-        frames = self.pairs.frames.numpy()
+        frames = self.pairs.frames.cpu().numpy()
         picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)
         frames = np.stack([resize_frame(frames[i], self.config.model.image_size) for i in picks])
         picks = np.arange(len(picks))

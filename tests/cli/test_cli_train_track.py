@@ -161,6 +161,29 @@ def demo_config_model():
 # Bad inputs: one error line, exit status 2, nothing (half-)written.
 
 
+@pytest.mark.parametrize(("kind", "name"), [("cpu", "cpu"), ("cuda", "gpu_default")])
+def test_train_without_config_uses_the_default_of_the_device(kind: str, name: str, tmp_path: Path,
+                                                             disc_clip: SyntheticClip, capsys, monkeypatch) -> None:
+    """No --config: the CLI hands train the CPU default, or on a CUDA GPU the GPU default (the GPU
+    is pretended here: only the choice is checked, nothing runs on it)."""
+    from types import SimpleNamespace
+
+    from fomm_kp.cli import train_track
+    from fomm_kp.config import builtin_config
+
+    seen = {}
+
+    def fake_train(video, out, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(step=0)
+
+    monkeypatch.setattr(train_track, "train_with_progress", fake_train)
+    monkeypatch.setattr(train_track, "device_kind", lambda device: kind)
+    code, _, err = run_cli(["train", str(disc_clip.path), "-o", str(tmp_path / "run")], capsys, monkeypatch)
+    assert code == 0, err
+    assert seen["config"] == builtin_config(name)
+
+
 def test_train_missing_video(tmp_path: Path, capsys, monkeypatch) -> None:
     out = tmp_path / "run"
     code, _, err = run_cli(["train", str(tmp_path / "missing.mp4"), "--out", str(out)], capsys, monkeypatch)

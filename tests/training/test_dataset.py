@@ -11,6 +11,7 @@ import torch
 from fomm_kp.errors import FommError
 from fomm_kp.localize import SubjectCrops
 from fomm_kp.training.dataset import FramePairs, TrainingFrames, load_training_frames
+from fomm_kp.training.streams import data_streams
 
 from conftest import SyntheticClip, disc_frames, write_video
 
@@ -32,7 +33,7 @@ def test_pairs_always_in_range_with_gaps_in_bounds(count: int, min_gap: int, max
     # The requested gaps hold wherever the clip is long enough for them.
     assert pairs.min_gap == min(min_gap, count - 1)
     assert pairs.max_gap == min(max_gap, count - 1)
-    first, second = pairs.sample_indices(4000)
+    first, second = pairs.sample_indices(data_streams(1, 0, range(4000)))
     assert first.shape == second.shape == (4000,)
     for index in (first, second):
         assert index.min() >= 0 and index.max() <= count - 1
@@ -48,8 +49,24 @@ def test_pairs_always_in_range_with_gaps_in_bounds(count: int, min_gap: int, max
 def test_gaps_are_in_original_frames_when_frames_are_strided() -> None:
     pairs = FramePairs(frames_of(50, stride=4), min_gap=8, max_gap=20, flip=False, color_jitter=0.0)
     assert (pairs.min_gap, pairs.max_gap) == (2, 5)
-    first, second = pairs.sample_indices(1000)
+    first, second = pairs.sample_indices(data_streams(0, 0, range(1000)))
     assert np.abs(second - first).min() >= 2 and np.abs(second - first).max() <= 5
+
+
+def test_each_sample_draws_alike_however_the_batch_is_split() -> None:
+    """Sample i of a step is the same pair with the same augmentation whether it is drawn in one batch
+    of 8 or in two halves (two DDP ranks); other steps draw other samples."""
+    data = frames_of(30)
+    data = TrainingFrames(data.frames + np.random.default_rng(0).integers(0, 50, data.frames.shape, dtype=np.uint8),
+                          data.frame_indices, data.boxes, data.fps, data.video)
+    pairs = FramePairs(data, 1, 10, flip=True, color_jitter=0.2, seed=4, rotate90=True)
+    whole = pairs.sample(8, step=3)
+    halves = [pairs.sample(4, step=3, first=0), pairs.sample(4, step=3, first=4)]
+    for i in range(2):
+        assert torch.equal(whole[i], torch.cat([half[i] for half in halves]))
+    assert torch.equal(pairs.sample(8, step=3)[0], whole[0])  # no hidden state
+    assert not torch.equal(pairs.sample(8, step=4)[0], whole[0])
+    assert not torch.equal(FramePairs(data, 1, 10, True, 0.2, seed=5, rotate90=True).sample(8, step=3)[0], whole[0])
 
 
 def test_one_frame_is_an_error() -> None:
@@ -79,10 +96,8 @@ def _pattern_pairs(count: int, pattern_seed: int, step: int, **augment):
     frames = np.stack([(pattern.astype(int) + step * i) % 256 for i in range(count)]).astype(np.uint8)
     data = TrainingFrames(frames, np.arange(count), np.tile([0.0, 0, size, size], (count, 1)), 25.0, "x")
     pairs = FramePairs(data, 1, 4, color_jitter=0.0, **augment)
-    state = pairs.rng.bit_generator.state
-    first, second = pairs.sample_indices(64)
-    pairs.rng.bit_generator.state = state  # sample() draws the same indices first
-    source, driving, _ = pairs.sample(64)
+    first, second = pairs.sample_indices(data_streams(pairs.seed, 0, range(64)))
+    source, driving, _ = pairs.sample(64)  # step 0 draws the same indices first
     return first, second, source, driving, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
 
 
@@ -208,7 +223,7 @@ def test_pairs_of_several_subjects_never_join_two_subjects() -> None:
     frame_indices = np.concatenate([np.arange(r) for r in runs])
     data = TrainingFrames(data.frames, frame_indices, data.boxes, 25.0, "synthetic", subjects=subjects)
     pairs = FramePairs(data, min_gap=1, max_gap=10, flip=False, color_jitter=0.0, seed=3)
-    first, second = pairs.sample_indices(5000)
+    first, second = pairs.sample_indices(data_streams(3, 0, range(5000)))
     assert (subjects[first] == subjects[second]).all()
     gaps = np.abs(second - first)
     assert gaps.min() >= 1 and gaps.max() <= 10
