@@ -21,6 +21,7 @@ from fomm_kp.deploy.tensorrt import EngineOptions
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation
+from fomm_kp.live import LiveOptions, LiveSummary, SourceOptions, live
 from fomm_kp.progress import Progress, Update
 from fomm_kp.runtime import Detections, Model
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
@@ -43,6 +44,7 @@ __all__ = [
     "distill",
     "export",
     "evaluate_labels",
+    "live",
     "Model",
     "Detections",
     "Tracks",
@@ -61,6 +63,9 @@ __all__ = [
     "EngineOptions",
     "CrossValidation",
     "ScoreReport",
+    "LiveOptions",
+    "SourceOptions",
+    "LiveSummary",
     "Progress",
     "Update",
     "__version__",

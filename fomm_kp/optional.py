@@ -14,6 +14,7 @@ __all__ = ["require", "available"]
 EXTRAS = {
     "onnx": "deploy", "onnxruntime": "deploy", "sleap_io": "interop", "pynwb": "interop", "ndx_pose": "interop",
     "h5py": "interop", "dlib": "faces", "face_recognition_models": "faces", "face_alignment": "faces-fan",
+    "cv2": "live",
 }
 
 

@@ -1,10 +1,14 @@
 """Track keypoints through a video with a trained detector: :func:`track`.
 
-The video is streamed in batches (constant memory whatever its length); each frame is cut where the
-model looks (:func:`fomm_kp.localize.crop_rule.model_crops`), the detector runs on the batch, and the
-keypoints go back to the pixels of the original frame. Frames where a localised subject was not
-found get NaN keypoints and score 0. Where the keypoints sit is judged on the way, from frames spread
-over the video (:class:`fomm_kp.localize.foreground.OnSubjectSampler`), and kept in the tracks'
+The video is decoded once on a background thread (:mod:`fomm_kp.decoding`) and streamed in
+batches (constant memory whatever its length); each frame is cut where the model looks (its box
+from :func:`fomm_kp.localize.crop_rule.model_crops` — for a localised model found in the same
+decoding pass, :func:`~fomm_kp.localize.crop_rule.streamed_model_crops` — or, with
+``localize="online"``, from the causal localiser that live streams use), the detector runs on the
+batch (:func:`fomm_kp.runtime.pipeline.detect_at_boxes`), and the keypoints go back to the pixels
+of the original frame. Frames where a localised subject was not found get NaN keypoints and score
+0. Where the keypoints sit is judged on the way, from frames spread over the video
+(:class:`fomm_kp.localize.foreground.OnSubjectSampler`), and kept in the tracks'
 ``metadata["on_subject"]``.
 """
 
@@ -13,24 +17,26 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from fomm_kp.crops import CropSettings
+from fomm_kp.decoding import Prefetch, decoded_frames
 from fomm_kp.errors import FommError
-from fomm_kp.localize.crop_rule import model_crops
+from fomm_kp.localize.crop_rule import model_crops, online_boxes, streamed_model_crops
 from fomm_kp.localize.foreground import OnSubjectSampler
 from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
+from fomm_kp.runtime.pipeline import detect_at_boxes
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
+from fomm_kp.video import FrameRange, VideoInfo, probe
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]
 
-LOCALIZE_CHOICES = ("on", "off", "auto")
+LOCALIZE_CHOICES = ("on", "off", "auto", "online")
 
 
 @dataclass
@@ -41,13 +47,11 @@ class _Rows:
     parts: dict[str, list[np.ndarray]] = field(
         default_factory=lambda: {"keypoints": [], "scores": [], "jacobians": [], "covariances": []})
 
-    def add(self, indices: Sequence[int], found: np.ndarray, detections: Detections) -> np.ndarray:
-        """Keep one batch; NaN (score 0) where the subject was not found. Returns its keypoints ``(B, K, 2)``."""
+    def add(self, indices: Sequence[int], detections: Detections) -> np.ndarray:
+        """Keep one batch (NaN, score 0 where the subject was not found). Returns its keypoints ``(B, K, 2)``."""
         self.frame_indices += list(indices)
-        for name, missing in (("keypoints", np.nan), ("scores", 0.0), ("jacobians", np.nan), ("covariances", np.nan)):
-            values = getattr(detections, name)
-            mask = found.reshape((-1,) + (1,) * (values.ndim - 1))
-            self.parts[name].append(np.where(mask, values, missing).astype(np.float32))
+        for name in self.parts:
+            self.parts[name].append(np.asarray(getattr(detections, name), dtype=np.float32))
         return self.parts["keypoints"][-1]
 
     def tracks(self, info: VideoInfo, num_keypoints: int) -> Tracks:
@@ -60,15 +64,27 @@ class _Rows:
                       **arrays)
 
 
-def _detect(model: Detector, batch: list[tuple[int, np.ndarray]], box_of: dict[int, np.ndarray | None] | None,
-            whole: np.ndarray, rows: _Rows) -> np.ndarray:
-    """Detect in one batch of ``(frame index, frame)``; returns the batch's keypoints in frame pixels."""
-    indices = [index for index, _ in batch]
-    chosen = [whole if box_of is None else box_of.get(index) for index in indices]
-    found = np.array([box is not None for box in chosen])
-    boxes = np.stack([whole if box is None else box for box in chosen])
-    crops = np.stack([resize_frame(crop_frame(frame, box), model.detector_size) for (_, frame), box in zip(batch, boxes)])
-    return rows.add(indices, found, model.detect_resized(crops, boxes))
+def _boxed_frames(video: str | os.PathLike, model: Detector, settings: CropSettings, localize: str | None,
+                  frames: FrameRange, info: VideoInfo, keep: Callable[[int], bool] | None,
+                  ) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+    """``(frame index, frame, box or None)`` of the frames to track, decoded once on a thread. A
+    localised model is localised in the same pass, unless every frame is needed (``keep`` None);
+    then frames without a subject come as None unless ``keep(index)``."""
+    streamed = None if keep is None or localize == "online" else streamed_model_crops(
+        video, settings, model.config.data, localize, frames, keep)
+    if streamed is not None:
+        yield from streamed
+        return
+    if localize == "online":
+        box_for = online_boxes(settings, model.config.data, info.width, info.height, info.fps)
+    else:
+        located = model_crops(video, settings, model.config.data, localize)
+        whole = np.array([0.0, 0.0, info.width, info.height])
+        box_of = None if located is None else located.box_of()
+        box_for = (lambda index, frame: whole) if box_of is None else (lambda index, frame: box_of.get(index))
+    with Prefetch(decoded_frames(video, frames), size=32, name="decode") as stream:
+        for index, frame in stream:
+            yield index, frame, box_for(index, frame)
 
 
 def track(
@@ -88,13 +104,15 @@ def track(
     ``model`` is any :class:`~fomm_kp.runtime.detector.Detector` (or a checkpoint / ``.onnx`` path).
     ``out`` saves the tracks (``.npz``/``.csv``/``.slp``/``.nwb``); ``overlay`` writes a video with
     keypoints and short trails (``trail`` frames). Localisation follows the model's training
-    (``localize`` = ``on``/``off``/``auto`` overrides it); a fixed ``crop`` box overrides both.
+    (``localize`` = ``on``/``off``/``auto`` overrides it; ``online`` follows the subject as a live
+    stream does, without looking ahead: see :mod:`fomm_kp.localize.online`); a fixed ``crop`` box
+    overrides all of them.
     ``frames`` picks the frames (default: all); ``progress`` hears after each batch.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     if localize not in (None, *LOCALIZE_CHOICES):
-        raise FommError(f"localize must be on, off or auto, got '{localize}'")
+        raise FommError(f"localize must be on, off, auto or online, got '{localize}'")
     info = probe(video)
     frames = frames or FrameRange()
     total = len(frames.indices(info.num_frames))
@@ -102,18 +120,16 @@ def track(
         raise FommError(f"no frames to track in {video} (start={frames.start}, stop={frames.stop}, "
                         f"frames={info.num_frames})")
     settings = model.crop if crop is None else CropSettings(fixed_crop=tuple(crop))
-    located = model_crops(video, settings, model.config.data, localize)
-    columns = 4 if located is None else located.boxes.shape[1]
-    whole = np.array([0, 0, info.width, info.height, 0.0][:columns], dtype=np.float64)
-    box_of = None if located is None else located.box_of()
     overlay_video = None if overlay is None else TrailOverlay(overlay, info.fps / frames.stride, model.num_keypoints, trail)
     rows = _Rows()
     where = OnSubjectSampler(total, info.width, info.height, model.config.data.localize_config())
     try:
-        stream = iter_frames(video, start=frames.start, stop=frames.stop, stride=frames.stride)
-        for batch in batched(stream, batch_size):
-            keypoints = _detect(model, batch, box_of, whole, rows)
-            for (_, frame), points in zip(batch, keypoints):
+        sampled = set(frames.indices(info.num_frames)[::where.every])  # the frames the sampler keeps
+        keep = None if overlay is not None else sampled.__contains__  # an overlay needs every frame
+        for batch in batched(_boxed_frames(video, model, settings, localize, frames, info, keep), batch_size):
+            indices, images, boxes = zip(*batch)
+            keypoints = rows.add(indices, detect_at_boxes(model, images, boxes))
+            for frame, points in zip(images, keypoints):
                 where.add(frame, points)
                 if overlay_video is not None:
                     overlay_video.add(frame, points)
