@@ -9,13 +9,15 @@ from typing import Optional
 import numpy as np
 import typer
 
-from fomm_kp.cli.app import app, console
+from fomm_kp.cli.app import app, begin_work, console
+from fomm_kp.cli.options import check_device
 from fomm_kp.live import LiveOptions, SourceOptions, Status, live as run
 from fomm_kp.live.session import check_outputs
 from fomm_kp.runtime.loading import load_model
 
 
 def _status_line(status: Status) -> None:
+    begin_work()  # frames are flowing: the log lines held back while the inputs were checked go out
     latency = "-" if math.isnan(status.latency_ms) else f"{status.latency_ms:.1f} ms (p95 {status.latency_p95_ms:.1f})"
     text = (f"live: frame {status.frames} · {status.fps:.1f} fps · latency {latency} · dropped {status.dropped} · "
             f"lost {status.lost} · reconnects {status.reconnects} · labels {status.labels}")
@@ -47,12 +49,14 @@ def live_command(
     max_frames: int = typer.Option(0, min=0, help="Stop after this many frames (0: at the end of the stream)."),
 ) -> None:
     """Keypoints and behaviour labels from a camera, a file or a network stream, as they happen."""
+    check_device(device)
     check_outputs(source, model, classifier, out, record, show)
     detector = load_model(model, device=device, backend=backend, engine=engine, threads=threads)
     options = LiveOptions(smoothing=smooth, stride_seconds=stride, min_probability=min_probability, max_frames=max_frames)
     source_options = SourceOptions(realtime=realtime, queue_size=queue, timeout=timeout, open_timeout=open_timeout,
                                    retries=retries, fps=fps)
     summary = run(source, detector, classifier, out, record, show, options, source_options, background, _status_line)
+    begin_work()
     keypoints = summary.keypoint_latencies * 1e3
     console.print(f"{summary.reason}: {summary.frames} frames in {summary.seconds:.1f} s, {summary.dropped} dropped, "
                   f"{summary.lost} lost, {summary.labels} labelled windows; latency to keypoints median "

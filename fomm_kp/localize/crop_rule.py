@@ -181,8 +181,9 @@ def online_boxes(crop: CropSettings, data: DataConfig, width: int, height: int, 
                  online: OnlineConfig = OnlineConfig(), background: Background | None = None) -> FrameBoxes:
     """The boxes a trained model looks at in frames handed over one at a time (a live stream): its
     fixed crop, whole frames, or boxes that follow the subject causally
-    (:class:`~fomm_kp.localize.online.OnlineLocalizer`, with the model's box side and heading rule;
-    ``background``: a fixed background instead of the running one)."""
+    (:class:`~fomm_kp.localize.online.OnlineLocalizer`, with the model's box side and heading rule,
+    against a running background that the model's stored empty scene stands in for until it is warm;
+    ``background``: a fixed background instead)."""
     if crop.fixed_crop is not None:
         fixed = np.asarray(crop.fixed_crop, dtype=np.float64)
         return lambda index, frame: fixed
@@ -190,4 +191,8 @@ def online_boxes(crop: CropSettings, data: DataConfig, width: int, height: int, 
         whole = np.array([0.0, 0.0, width, height])
         return lambda index, frame: whole
     side = int(round(crop.box_side)) or min(width, height)
-    return OnlineLocalizer(width, height, side, crop.aligned, fps, data.localize_config(), online, background).update
+    scene = crop.scene
+    initial = None if scene is None else Background(scene.image.astype(np.float32), scene.factor, scene.frame_width,
+                                                    scene.frame_height)
+    return OnlineLocalizer(width, height, side, crop.aligned, fps, data.localize_config(), online, background,
+                           initial).update

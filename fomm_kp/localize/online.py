@@ -4,7 +4,9 @@ Offline localisation takes a median background of frames spread over the whole v
 box centres and headings forwards and backwards in time (:mod:`fomm_kp.localize.boxes`). A live
 stream has neither. Here the background is either given (an image or a video of the scene) or a
 running median of frames sampled every ``sample_seconds`` (the last ``samples`` of them, so it
-follows slow changes of light); nothing is looked for until it holds ``warmup`` samples. Each
+follows slow changes of light); until it holds ``warmup`` samples, the empty scene a localised model
+keeps from its training video stands in for it (when the frames have that video's size), and
+without one nothing is looked for. Each
 frame's subject is found against it exactly as offline (:func:`fomm_kp.localize.blobs.find_in_reduced`,
 preferring the candidate near the last one), its centre and heading are smoothed causally
 (exponential weights), and the heading's direction follows the majority of the last
@@ -67,16 +69,16 @@ class RunningBackground:
 
     :meth:`offer` takes each reduced frame with its number; every ``every`` frames one joins the
     samples (the oldest leaves past ``size``) and the median is taken again. :attr:`current` is
-    None until ``warmup`` samples are in.
+    ``initial`` (None: nothing) until ``warmup`` samples are in.
     """
 
     def __init__(self, width: int, height: int, factor: int, every: int, size: int, warmup: int,
-                 fixed: Background | None = None) -> None:
+                 fixed: Background | None = None, initial: Background | None = None) -> None:
         self.width, self.height, self.factor = width, height, factor
         self.every, self.warmup = max(1, int(every)), warmup
         self.samples: deque[np.ndarray] = deque(maxlen=size)
         self.next_index = 0
-        self.current = fixed
+        self.current = fixed or initial
         self.fixed = fixed is not None
 
     def offer(self, index: int, reduced: np.ndarray) -> None:
@@ -90,7 +92,9 @@ class RunningBackground:
 
 
 class OnlineLocalizer:
-    """Square boxes of side ``side`` that follow the subject in frames handed over one at a time.
+    """Square boxes of side ``side`` that follow the subject in frames handed over one at a time,
+    against ``background`` when given, else a running background that ``initial`` (e.g. the empty
+    scene the model was trained against) stands in for until it is warm.
 
     :meth:`update` returns the box ``(4,)`` ``x0, y0, x1, y1`` (``(5,)`` with the angle that turns
     the crop to the heading when ``aligned``), or None where no subject is found.
@@ -98,17 +102,20 @@ class OnlineLocalizer:
 
     def __init__(self, width: int, height: int, side: int, aligned: bool, fps: float,
                  config: LocalizeConfig = LocalizeConfig(), online: OnlineConfig = OnlineConfig(),
-                 background: Background | None = None) -> None:
+                 background: Background | None = None, initial: Background | None = None) -> None:
         if side < 1:
             raise FommError(f"box side must be at least 1 pixel, got {side}")
         factor = work_factor(width, height, config) if background is None else background.factor
         if background is not None and (background.frame_width, background.frame_height) != (width, height):
             raise FommError(f"the background is {background.frame_width}x{background.frame_height} but the "
                             f"frames are {width}x{height}")
+        if initial is not None and (initial.frame_width, initial.frame_height, initial.factor) != (width, height, factor):
+            initial = None  # a scene of frames of another size cannot stand in
         self.width, self.height, self.side, self.aligned = width, height, int(side), aligned
         self.config, self.online = config, online
         every = max(1, int(round(online.sample_seconds * fps)))
-        self.background = RunningBackground(width, height, factor, every, online.samples, online.warmup, background)
+        self.background = RunningBackground(width, height, factor, every, online.samples, online.warmup, background,
+                                            initial)
         self.previous: np.ndarray | None = None  # raw centre of the last detection
         self.centre: np.ndarray | None = None  # smoothed centre
         self.doubled: np.ndarray | None = None  # smoothed (cos 2h, sin 2h) of the heading

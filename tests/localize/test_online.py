@@ -88,3 +88,17 @@ def test_online_config_is_checked() -> None:
         OnlineConfig(smoothing=0.0)
     with pytest.raises(FommError, match="warmup"):
         OnlineConfig(samples=3, warmup=5)
+
+
+def test_the_models_stored_scene_stands_in_until_the_running_background_is_warm() -> None:
+    from fomm_kp.crops import Scene
+
+    frames, centres, _, _ = synthetic_frames(30)
+    empty = np.clip(arena_background(np.random.default_rng(0)), 0, 255).astype(np.uint8)
+    scene_image = background_from_frames([empty]).image.round().astype(np.uint8)
+    crop = CropSettings(localized=True, box_side=48.0, scene=Scene(scene_image, 2, 320, 240))
+    boxes_for = online_boxes(crop, DataConfig(), 320, 240, 10.0)
+    boxes = [boxes_for(i, f) for i, f in enumerate(frames)]
+    assert all(b is not None and _inside(b, c) for b, c in zip(boxes, centres))  # from the first frame on
+    other_size = online_boxes(crop, DataConfig(), 640, 480, 10.0)
+    assert other_size(0, np.zeros((480, 640, 3), np.uint8)) is None  # a scene of another size is not used
