@@ -6,7 +6,8 @@ Lines (``t``: seconds on the stream's clock, ``frame``: the frame number):
   pixels, ``null`` where the subject was not found), with ``"skipped": n`` when n frames before it
   were not processed (dropped to keep up, or lost on the way);
 - a label, every stride: ``{"t", "frame", "window": [start, end], "labels": [["reach", 0.91], ...],
-  "keypoints": ...}`` (the window's frames, its labels most probable first, the newest keypoints);
+  "keypoints": ...}`` (the window's frames, its labels most probable first, the newest keypoints;
+  ``"labels": []`` when no frame of the window had the subject);
 - a bout: ``{"t", "frame", "bout": {"state": "open"|"close", "label", "start", "end"}}``;
 - a gap: ``{"t", "frame", "gap": {"frames", "seconds", "reason": "lost"|"reconnect"}}``;
 - the last line: ``{"t", "frame", "end": reason, "frames", "dropped", "lost"}``.

@@ -138,9 +138,14 @@ class _Labeller:
         self.pending.append(self.pool.submit(self._label, tracks, frame))
 
     def _label(self, tracks: Tracks, frame: LiveFrame) -> None:
+        keypoints = points_as_lists(tracks.keypoints[-1, 0])
+        span = [int(tracks.frame_indices[0]), int(tracks.frame_indices[-1]) + 1]
+        if not np.isfinite(tracks.keypoints).any():  # no subject in the whole window: nothing to label
+            self.events.write(frame.time, frame.index, window=span, labels=[], keypoints=keypoints)
+            self._bouts(frame, self.bouts.finish(span[0]))
+            return
         window = label_window(self.clf, tracks)
         self.latencies.append(time.monotonic() - frame.arrival)
-        keypoints = points_as_lists(tracks.keypoints[-1, 0])
         self.events.write(frame.time, frame.index, window=[window.start, window.end],
                           labels=[[name, round(p, 4)] for name, p in window.ranked], keypoints=keypoints)
         self._bouts(frame, self.bouts.update(window))

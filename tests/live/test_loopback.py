@@ -74,12 +74,15 @@ def _check_against_offline(events_path: Path, offline: Tracks, clf) -> int:
     for window in windows:
         start, stop = window["window"]
         rows = np.nonzero((offline.frame_indices >= start) & (offline.frame_indices < stop))[0]
+        if not window["labels"]:  # no subject in any frame of the window (the localiser warming up)
+            assert not np.isfinite(offline.keypoints[rows]).any()
+            continue
         expected_probs = predict_windows(clf, offline.select_frames(rows)).probabilities[-1]
         order = [clf.classes[i] for i in np.argsort(-expected_probs, kind="stable")]
         assert [name for name, _ in window["labels"]] == order
         got = dict((name, p) for name, p in window["labels"])
         np.testing.assert_allclose([got[c] for c in clf.classes], expected_probs, atol=1e-3)
-    return len(windows)
+    return sum(1 for window in windows if window["labels"])
 
 
 @pytest.mark.slow  # a fresh process imports torch; the clip streams in real time (2 s)
@@ -113,4 +116,4 @@ def test_loopback_real_clip_with_localisation(tmp_path: Path, shared_data: Path)
     save_classifier(clf, tmp_path / "clf.npz")
     result = _live_over_udp(clip, model_path, tmp_path / "clf.npz", tmp_path / "events.jsonl")
     assert result.returncode == 0, result.stderr
-    assert _check_against_offline(tmp_path / "events.jsonl", offline, clf) >= 10
+    assert _check_against_offline(tmp_path / "events.jsonl", offline, clf) >= 5  # windows with the subject
