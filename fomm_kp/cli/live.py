@@ -38,7 +38,7 @@ def live_command(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads (default: its own choice)."),
     background: Optional[Path] = typer.Option(None, help="Image or video of the empty scene (default: a running background)."),
-    smooth: float = typer.Option(1.0, min=0.01, max=1.0, help="Weight of each frame's keypoints in their running mean (1: no smoothing)."),
+    smooth_weight: float = typer.Option(1.0, min=0.01, max=1.0, help="Causal smoothing: the weight of each frame's keypoints in their running mean (1: none)."),
     stride: Optional[float] = typer.Option(None, min=0.01, help="Seconds between labels (default: the classifier's stride)."),
     min_probability: float = typer.Option(0.0, min=0.0, max=1.0, help="Bouts need a top label at least this probable."),
     timeout: float = typer.Option(10.0, min=0.1, help="Seconds without frames before a stream counts as stalled."),
@@ -52,7 +52,7 @@ def live_command(
     check_device(device)
     check_outputs(source, model, classifier, out, record, show)
     detector = load_model(model, device=device, backend=backend, engine=engine, threads=threads)
-    options = LiveOptions(smoothing=smooth, stride_seconds=stride, min_probability=min_probability, max_frames=max_frames)
+    options = LiveOptions(smoothing=smooth_weight, stride_seconds=stride, min_probability=min_probability, max_frames=max_frames)
     source_options = SourceOptions(realtime=realtime, queue_size=queue, timeout=timeout, open_timeout=open_timeout,
                                    retries=retries, fps=fps)
     summary = run(source, detector, classifier, out, record, show, options, source_options, background, _status_line)

@@ -135,6 +135,10 @@ class FrameSource:
         self._container = self._open(first=True)
         stream = self._container.streams.video[0]
         self.width, self.height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if self.width < 1 or self.height < 1:
+            self._container.close()
+            raise FommError(f"{self.spec} states no frame size after opening (no key frame yet?): "
+                            "raise --open-timeout, or send key frames more often")
         rate = stream.average_rate or stream.base_rate or stream.guessed_rate
         stated = float(rate) if rate else 0.0
         self.fps = options.fps if options.fps > 0 and (self.kind == "camera" or stated <= 0) else (stated or 30.0)

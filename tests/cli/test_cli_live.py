@@ -63,7 +63,7 @@ def test_ctrl_c_exits_130_with_complete_outputs(tmp_path: Path, disc_clip, model
     (["{clip}", "--record", "{tmp}/rec.txt"], "--record"),
     (["{clip}", "--out", "{model}"], "one of the inputs"),
     (["gopher://old"], "unsupported stream"),
-    (["{clip}", "--smooth", "0"], "--smooth"),
+    (["{clip}", "--smooth-weight", "0"], "--smooth-weight"),
     (["{clip}", "--show"], "--show"),
 ])
 def test_bad_inputs_give_one_error_line(tmp_path: Path, disc_clip, model: Path, args, fragment, capsys, monkeypatch) -> None:
