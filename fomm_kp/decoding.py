@@ -26,7 +26,7 @@ import numpy as np
 from fomm_kp.errors import FommError
 from fomm_kp.video import IMAGE_SUFFIXES, FrameRange, iter_frames
 
-__all__ = ["Prefetch", "decoded_frames", "decodes_with_pyav"]
+__all__ = ["Prefetch", "decoded_frames", "decodes_with_pyav", "rgb_pixels"]
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,21 @@ def decoded_frames(path: str | os.PathLike, frames: FrameRange = FrameRange(),
                 if index < frames.start or (index - frames.start) % frames.stride:
                     continue
                 wanted = keep is None or _contains(keep, index)
-                yield index, frame.to_ndarray(format="rgb24") if wanted else None
+                yield index, rgb_pixels(frame) if wanted else None
     except FommError:
         raise
     except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise FommError(f"cannot read video {path}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def rgb_pixels(frame: av.VideoFrame) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` RGB of a decoded frame, converted as :func:`fomm_kp.video.iter_frames`
+    converts it, on one thread (less CPU than swscale's own threads, the same pixels; older PyAV
+    releases have no ``threads`` argument)."""
+    try:
+        return frame.to_ndarray(format="rgb24", threads=1)
+    except TypeError:
+        return frame.to_ndarray(format="rgb24")
 
 
 def _contains(sorted_indices: np.ndarray, index: int) -> bool:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from fomm_kp.decoding import Prefetch
+from fomm_kp.decoding import Prefetch, rgb_pixels
 from fomm_kp.errors import FommError
 from fomm_kp.settings import check, integer, number
 
@@ -282,7 +282,7 @@ class FrameSource:
             if gap is not None:
                 with self._lock:
                     self._gaps.append(gap)
-            pixels = frame.to_ndarray(format="rgb24")
+            pixels = rgb_pixels(frame)
             if self.kind == "file" and self.options.realtime:
                 delay = start + index / self.fps - time.monotonic()
                 if delay > 0 and self._stopping.wait(delay):
