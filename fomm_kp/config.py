@@ -160,12 +160,16 @@ class LossConfig:
     # Foreground prior (0: off): heatmap mass on pixels that match the static scene (the median of
     # the clip) is penalised, so that keypoints sit on the subject and its moving parts.
     foreground: float = 0.0
+    # Image-space warp term (0: off): the source warped by the dense flow alone must already look
+    # like the driving frame (motion-weighted, like the reconstruction), so that the keypoints' motion
+    # gets a pixel-level signal from the first step, before the generator has learnt to decode.
+    warp: float = 0.0
 
     def __post_init__(self) -> None:
         check(self, scales=each(number(above=0.0, high=1.0)), l1=WEIGHT, ssim=WEIGHT, motion_weight=WEIGHT,
               equivariance_value=WEIGHT, equivariance_jacobian=WEIGHT, rotation_equivariance=WEIGHT,
               perceptual=WEIGHT, perceptual_weights=text(), background_prior=WEIGHT, separation=WEIGHT,
-              separation_sigma=number(above=0.0), foreground=WEIGHT)
+              separation_sigma=number(above=0.0), foreground=WEIGHT, warp=WEIGHT)
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if self.perceptual > 0 and not self.perceptual_weights:
             refuse(self, "perceptual_weights", "the path of local VGG-19 weights when perceptual > 0")

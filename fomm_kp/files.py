@@ -129,6 +129,13 @@ def check_writable(name: str, path: PathLike, folder: bool = False) -> None:
         raise FommError(f"cannot write {name} {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FommError(f"cannot write {name} {path}: the folder {parent} is read-only")
+    # Permission bits do not tell everything (a read-only mount, /proc, a full disk, root on an
+    # immutable folder): try for real, with a temporary file that is removed at once.
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise FommError(f"cannot write {name} {path}: {exc.strerror or exc} in {parent}") from None
 
 
 def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathLike | None]) -> None:

@@ -101,6 +101,8 @@ def track(
         raise FommError(f"--localize must be on, off, auto or online, got '{localize}'")
     check_device(device)
     box = parse_box(crop)
+    if smooth and (smooth < 3 or smooth % 2 == 0 or smooth > 1001):
+        raise FommError(f"--smooth must be 0 (off) or an odd number of frames from 3 to 1001, got {smooth}")
     smoothing = Smoothing(window=smooth) if smooth else None
     check_suffix("--out", out, WRITABLE_TRACK_SUFFIXES)
     check_suffix("--csv", csv, (".csv",))
