@@ -25,21 +25,9 @@ from fomm_kp.errors import FommError
 from fomm_kp.files import check_regular, make_folders, remove_empty_folders
 
 __all__ = [
-    "VideoInfo",
-    "variable_rate",
-    "probe",
-    "iter_frames",
-    "read_frames",
-    "read_frame_at",
-    "read_image",
-    "resize_frame",
-    "crop_frame",
-    "crop_resized",
-    "VideoWriter",
-    "FrameRange",
-    "IMAGE_SUFFIXES",
-    "VIDEO_SUFFIXES",
-    "WRITABLE_VIDEO_SUFFIXES",
+    "VideoInfo", "variable_rate", "probe", "iter_frames", "read_frames", "read_frame_at", "read_image",
+    "resize_frame", "crop_frame", "crop_resized", "VideoWriter", "FrameRange", "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES", "WRITABLE_VIDEO_SUFFIXES",
 ]
 
 log = logging.getLogger(__name__)
@@ -202,7 +190,7 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     in the crop. Turned crops are sampled bilinearly at the frame's resolution.
     """
     if len(box) == 5 and float(box[4]) != 0.0:
-        return _turned_crop(frame, box)
+        return np.asarray(_turned_image(frame, box))
     x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
     if x1 <= x0 or y1 <= y0:
         raise FommError(f"empty crop box {tuple(box)}")
@@ -212,10 +200,6 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))
     padded = np.pad(frame, pad, mode="edge")
     return padded[y0 + pad[0][0] : y1 + pad[0][0], x0 + pad[1][0] : x1 + pad[1][0]]
-
-
-def _turned_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    return np.asarray(_turned_image(frame, box))
 
 
 def _turned_image(frame: np.ndarray, box: Sequence[float]) -> Image.Image:
