@@ -184,6 +184,11 @@ class FrameSource:
             spec = _with_udp_defaults(spec)
             if urlsplit(spec).scheme.lower() in ("rtsp", "rtsps"):
                 av_options["rtsp_transport"] = "tcp"
+            # A receiver that joins a running stream needs a key frame before it knows the frame
+            # size: let the probe wait for one as long as the opening may take (ffmpeg's 5 s
+            # default gives up on streams with key frames further apart).
+            av_options["analyzeduration"] = str(int(max(options.open_timeout, 5.0) * 1e6))
+            av_options["probesize"] = str(64 << 20)
         timeout = None if kind == "file" else (options.open_timeout, options.timeout)
         try:
             container = av.open(spec, format=fmt, options=av_options, timeout=timeout)

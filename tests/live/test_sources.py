@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import av
 import numpy as np
 import pytest
 
@@ -111,3 +112,26 @@ def test_a_stalled_stream_is_reopened_and_the_gap_marked(tmp_path) -> None:
     assert len(got) > 45  # frames of both senders
     assert got[-1] > 40 + reconnects[0].frames - 1  # numbering went on past the gap
     assert "source lost" in source.end_reason
+
+
+
+def test_a_stream_is_probed_as_long_as_it_may_take_to_open(monkeypatch) -> None:
+    """A receiver that joins a stream already under way learns the frame size only from a key
+    frame: ffmpeg's probe (5 s by default) is told to wait as long as ``open_timeout`` allows.
+    (By hand: MPEG-TS over UDP with key frames 10 s apart, joined between them, opened with a frame
+    size only with these options.)"""
+    seen: dict = {}
+
+    def fake_open(spec, format=None, options=None, timeout=None):
+        seen.update(spec=spec, options=dict(options or {}), timeout=timeout)
+        raise av.error.ExitError(1414092869, "stop here", spec)
+
+    monkeypatch.setattr(av, "open", fake_open)
+    with pytest.raises(FommError, match="cannot open udp://"):
+        open_source("udp://127.0.0.1:5000", SourceOptions(open_timeout=40.0, timeout=2.0))
+    assert seen["options"]["analyzeduration"] == str(40_000_000) and int(seen["options"]["probesize"]) > 5_000_000
+    assert seen["timeout"] == (40.0, 2.0) and "fifo_size=" in seen["spec"]
+    with pytest.raises(FommError, match="cannot open rtsp://"):
+        open_source("rtsp://cam.local/stream", SourceOptions(open_timeout=1.0))
+    assert seen["options"] == {"rtsp_transport": "tcp", "analyzeduration": str(5_000_000),
+                               "probesize": seen["options"]["probesize"]}  # never below ffmpeg's own default
