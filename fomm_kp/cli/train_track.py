@@ -18,7 +18,7 @@ from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
 from fomm_kp.runtime.loading import require_backend
 from fomm_kp.settings import SEED, integer, number
-from fomm_kp.tracks import Tracks, save_tracks
+from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES, require_format
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
@@ -148,3 +148,5 @@ def demo(
                                    train_fn=train_with_progress, track_fn=track_with_progress)
     for name, path in written.items():
         results.print(f"{name:>12}: {path}")
+    where = OnSubject.from_data(load_tracks(written["tracks"]).metadata.get("on_subject", {}))
+    results.print(f"   keypoints: {where.describe()}")
