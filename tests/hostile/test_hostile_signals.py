@@ -37,9 +37,9 @@ def _interrupt_on(monkeypatch: pytest.MonkeyPatch, target: str, after: int = 0) 
 
 CASES = {
     "track-overlay": (["track", "{video}", "-m", "{ckpt}", "-o", "{out}/t.npz", "--overlay", "{out}/o.mp4",
-                       "--csv", "{out}/t.csv", "--batch-size", "4"], "fomm_kp.runtime.tracking:detect_at_boxes", 2),
+                       "--csv", "{out}/t.csv", "--batch-size", "4"], "fomm_kp.runtime.tracking:_detect", 2),
     "track-overlay-new-folders": (["track", "{video}", "-m", "{ckpt}", "-o", "{out}/a/t.npz", "--overlay",
-                                   "{out}/b/c/o.mp4", "--batch-size", "4"], "fomm_kp.runtime.tracking:detect_at_boxes", 2),
+                                   "{out}/b/c/o.mp4", "--batch-size", "4"], "fomm_kp.runtime.tracking:_detect", 2),
     "score-new-folders": (["score", "{npz}", "--classifier", "{clf}", "-o", "{out}/x/y/report"],
                           "fomm_kp.behaviour.report:plot_time_budget", 0),
     "track-saving": (["track", "{video}", "-m", "{ckpt}", "-o", "{out}/t.npz"], "fomm_kp.tracks.npz:_write_npz", 0),
