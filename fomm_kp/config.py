@@ -147,9 +147,9 @@ class LossConfig:
     separation: float = 1.0
     separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
     # Foreground prior (0: off): heatmap mass on pixels that match the static scene (the median of
-    # the clip) is penalised, so that keypoints sit on the subject and its moving parts. On the worm
-    # demo (600 steps) it took the keypoints on the worm from 40% to 97% (docs/keypoint_accuracy.md).
-    foreground: float = 1.0
+    # the clip) is penalised. Off: on the worm it took keypoints on the worm from 40% to 97%, but on
+    # faces-fomm the held-out error from 6.5 to 17.1 px (docs/keypoint_accuracy.md).
+    foreground: float = 0.0
     # Image-space warp term (0: off): the source warped by the dense flow alone must already look
     # like the driving frame (motion-weighted, like the reconstruction), so that the keypoints' motion
     # gets a pixel-level signal from the first step, before the generator has learnt to decode.
