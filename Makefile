@@ -12,7 +12,7 @@ install:
 	$(PIP_INSTALL) -e ".[interop,deploy,dev,ray]"
 
 install-test:
-	$(PIP_INSTALL) -e ".[interop,deploy,dev,field]"
+	$(PIP_INSTALL) -e ".[interop,deploy,dev,field,ray]"
 
 demo: install
 	fomm-kp demo --out demo_out

@@ -23,6 +23,7 @@ from fomm_kp.distributed import RunOptions, RunSummary, run_many
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation
+from fomm_kp.live import LiveOptions, LiveSummary, SourceOptions, live
 from fomm_kp.progress import Progress, Update
 from fomm_kp.runtime import Detections, Model
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
@@ -49,6 +50,7 @@ __all__ = [
     "export",
     "evaluate_labels",
     "run_many",
+    "live",
     "Model",
     "Detections",
     "Tracks",
@@ -71,6 +73,9 @@ __all__ = [
     "ScoreReport",
     "RunOptions",
     "RunSummary",
+    "LiveOptions",
+    "SourceOptions",
+    "LiveSummary",
     "Progress",
     "Update",
     "__version__",

@@ -15,6 +15,7 @@ EXTRAS = {
     "onnx": "deploy", "onnxruntime": "deploy", "sleap_io": "interop", "pynwb": "interop", "ndx_pose": "interop",
     "h5py": "interop", "tables": "interop", "dlib": "faces", "face_recognition_models": "faces", "face_alignment": "faces-fan",
     "ray": "ray",
+    "cv2": "live",
 }
 
 

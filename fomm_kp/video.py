@@ -25,20 +25,9 @@ from fomm_kp.errors import FommError
 from fomm_kp.files import check_regular, make_folders, remove_empty_folders
 
 __all__ = [
-    "VideoInfo",
-    "variable_rate",
-    "probe",
-    "iter_frames",
-    "read_frames",
-    "read_frame_at",
-    "read_image",
-    "resize_frame",
-    "crop_frame",
-    "VideoWriter",
-    "FrameRange",
-    "IMAGE_SUFFIXES",
-    "VIDEO_SUFFIXES",
-    "WRITABLE_VIDEO_SUFFIXES",
+    "VideoInfo", "variable_rate", "probe", "iter_frames", "read_frames", "read_frame_at", "read_image",
+    "resize_frame", "crop_frame", "crop_resized", "VideoWriter", "FrameRange", "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES", "WRITABLE_VIDEO_SUFFIXES",
 ]
 
 log = logging.getLogger(__name__)
@@ -201,7 +190,7 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     in the crop. Turned crops are sampled bilinearly at the frame's resolution.
     """
     if len(box) == 5 and float(box[4]) != 0.0:
-        return _turned_crop(frame, box)
+        return np.asarray(_turned_image(frame, box))
     x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
     if x1 <= x0 or y1 <= y0:
         raise FommError(f"empty crop box {tuple(box)}")
@@ -213,7 +202,7 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     return padded[y0 + pad[0][0] : y1 + pad[0][0], x0 + pad[1][0] : x1 + pad[1][0]]
 
 
-def _turned_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+def _turned_image(frame: np.ndarray, box: Sequence[float]) -> Image.Image:
     x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
     if x1 <= x0 or y1 <= y0:
         raise FommError(f"empty crop box {tuple(box)}")
@@ -228,9 +217,8 @@ def _turned_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     # output point (X, Y) → region point: centre + R(angle) · ((X, Y) − output centre)
     coefficients = (cos, -sin, lx - cos * width / 2.0 + sin * height / 2.0,
                     sin, cos, ly - sin * width / 2.0 - cos * height / 2.0)
-    image = Image.fromarray(region).transform((width, height), Image.Transform.AFFINE, coefficients,
-                                              resample=Image.Resampling.BILINEAR)
-    return np.asarray(image)
+    return Image.fromarray(region).transform((width, height), Image.Transform.AFFINE, coefficients,
+                                             resample=Image.Resampling.BILINEAR)
 
 
 def resize_frame(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -239,6 +227,16 @@ def resize_frame(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     if frame.shape[1] == width and frame.shape[0] == height:
         return frame
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR, reducing_gap=2.0))
+
+
+def crop_resized(frame: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
+    """``resize_frame(crop_frame(frame, box), size)``, the same pixels without the copies between them."""
+    if len(box) == 5 and float(box[4]) != 0.0:
+        image = _turned_image(frame, box)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+        return np.asarray(image)
+    return resize_frame(np.ascontiguousarray(crop_frame(frame, box)), size)
 
 
 def _frame_filter(index: int, start: int, stop: int | None, stride: int) -> bool:

@@ -346,6 +346,25 @@ def random_teacher_checkpoint(path: Path, meta: dict) -> Path:
     return Path(save_checkpoint(path, config, state, 0, meta))
 
 
+def random_student_onnx(path: Path, meta: dict) -> Path:
+    """A random small student (batch norm randomised) exported to ONNX at ``path``, with checkpoint
+    metadata ``meta`` (where it looks): what ``fomm-kp export`` writes for a distilled student."""
+    from fomm_kp.config import builtin_config
+    from fomm_kp.crops import CropSettings
+    from fomm_kp.models.student import StudentConfig, StudentDetector
+    from fomm_kp.runtime.networks import LoadedDetector
+    from fomm_kp.runtime.onnx_graph import export_onnx
+
+    torch.manual_seed(0)
+    config = StudentConfig(num_keypoints=4, input_size=32, heatmap_size=32, stem_stride=2, head_stride=2,
+                           widths=(8, 8, 16, 16), blocks_per_stage=(0, 1, 1, 1), decoder_width=8)
+    network = StudentDetector(config).eval()
+    randomise_batch_norm(network)
+    detector = LoadedDetector(network, builtin_config("tiny"), CropSettings.from_meta(meta), dict(meta), "student", "memory")
+    export_onnx(detector, path)
+    return Path(path)
+
+
 def moving_square_video(path: Path, width: int, height: int, count: int, fps: float = 10.0) -> None:
     """A bright square moving right on a dark background, ``count`` frames."""
     with VideoWriter(path, fps) as writer:
@@ -480,3 +499,45 @@ def assert_refused(world: HostileWorld, args: list[str], out: Path, capsys: pyte
     assert digests(world.folder) == before
     assert files_under(out) == [] and not [p for p in out.iterdir()], list(out.iterdir())
     return err.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Live streams over loopback UDP, sent by the ffmpeg that imageio-ffmpeg ships.
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_udp_bound(port: int, timeout: float = 60.0) -> bool:
+    """Wait until a socket is bound to UDP ``port`` on this machine (Linux ``/proc/net/udp``)."""
+    import time
+
+    key = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                if key in Path(table).read_text().upper():
+                    return True
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return False
+
+
+def send_udp(video: Path, port: int, *codec: str):
+    """Start ffmpeg streaming ``video`` at its own rate (``-re``) as MPEG-TS to 127.0.0.1:``port``;
+    ``codec`` defaults to ``-c copy`` (the same H.264 bitstream, so decoded frames are identical)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    args = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re", "-i", str(video),
+            *(codec or ("-c", "copy")), "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
+    return subprocess.Popen(args)

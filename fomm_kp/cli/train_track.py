@@ -147,7 +147,7 @@ def track(
     overlay: Optional[Path] = typer.Option(None, help="Also write a video (.mp4/.gif) with keypoints and trails."),
     csv: Optional[Path] = typer.Option(None, help="Also write DeepLabCut-style CSV with likelihood."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels."),
-    localize: Optional[str] = typer.Option(None, help="on/off/auto: crop around the subject (default: as trained)."),
+    localize: Optional[str] = typer.Option(None, help="on/off/auto: crop around the subject (default: as trained); online: follow it frame by frame as `fomm-kp live` does."),
     stride: int = typer.Option(1, min=1, help="Track every N-th frame."),
     start: int = typer.Option(0, min=0, help="First frame."),
     stop: Optional[int] = typer.Option(None, help="Stop before this frame."),
@@ -168,8 +168,8 @@ def track(
     """Track keypoints through a video (or many) with a trained detector (teacher or distilled student)."""
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
     # error line and no output file.
-    if localize not in (None, "on", "off", "auto"):
-        raise FommError(f"--localize must be on, off or auto, got '{localize}'")
+    if localize not in (None, "on", "off", "auto", "online"):
+        raise FommError(f"--localize must be on, off, auto or online, got '{localize}'")
     check_device(device)
     box = parse_box(crop)
     if smooth and (smooth < 3 or smooth % 2 == 0 or smooth > 1001):

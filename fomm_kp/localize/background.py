@@ -15,7 +15,8 @@ import numpy as np
 
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
-from fomm_kp.video import iter_frames, probe, resize_frame
+from fomm_kp.decoding import decoded_frames
+from fomm_kp.video import FrameRange, iter_frames, probe, resize_frame
 
 __all__ = ["Background", "work_factor", "reduce_frame", "background_from_frames", "sample_reduced", "estimate_background"]
 
@@ -68,11 +69,20 @@ def reduce_frame(frame: np.ndarray, factor: int) -> np.ndarray:
     h, w = frame.shape[0] // factor, frame.shape[1] // factor
     if h < 1 or w < 1:
         raise FommError(f"frame {frame.shape[:2]} is smaller than the reduction factor {factor}")
-    total = np.zeros((h, w, 3), dtype=np.uint32 if factor > 16 else np.uint16)
-    for dy in range(factor):  # strided sums: far faster than a mean over a reshaped view
-        for dx in range(factor):
-            total += frame[dy : h * factor : factor, dx : w * factor : factor]
-    return total.astype(np.float32) * np.float32(1.0 / (factor * factor))
+    dtype = np.uint32 if factor > 16 else np.uint16
+    # Sum the factor rows of each block (contiguous runs), then the factor columns: exact integer
+    # sums, far faster than a mean over a reshaped view or strided sums over the whole frame.
+    rows = frame[: h * factor, : w * factor].reshape(h, factor, w * factor * 3)
+    total = np.add(rows[:, 0], rows[:, 1], dtype=dtype) if factor > 1 else rows[:, 0].astype(dtype)
+    for dy in range(2, factor):
+        np.add(total, rows[:, dy], out=total)
+    blocks = total.reshape(h, w, factor, 3)
+    summed = blocks[:, :, 0].copy()
+    for dx in range(1, factor):
+        np.add(summed, blocks[:, :, dx], out=summed)
+    reduced = summed.astype(np.float32)
+    reduced *= np.float32(1.0 / (factor * factor))
+    return reduced
 
 
 def background_from_frames(frames: np.ndarray | Sequence[np.ndarray], config: LocalizeConfig = LocalizeConfig()) -> Background:
@@ -93,15 +103,34 @@ def _sample_stride(num_frames: int, num_samples: int) -> int:
 
 
 def sample_reduced(path: str | os.PathLike, config: LocalizeConfig, num_samples: int) -> tuple[list[np.ndarray], int, int, int]:
-    """Up to ``num_samples`` frames spread evenly over a video, reduced: (frames, factor, width, height)."""
+    """Up to ``num_samples`` frames spread evenly over a video, reduced: (frames, factor, width, height).
+
+    Every ``stride``-th frame is a candidate and ``num_samples`` of them are picked evenly; only the
+    picked ones are converted to RGB (decoding the others is cheaper than converting them)."""
     info = probe(path)
     factor = work_factor(info.width, info.height, config)
     stride = _sample_stride(info.num_frames, num_samples)
-    reduced = [reduce_frame(frame, factor) for _, frame in iter_frames(path, stride=stride)]
+    candidates = np.arange(0, info.num_frames, stride)
+    keep = candidates[_evenly(len(candidates), num_samples)]
+    reduced, count = [], 0
+    for _, frame in decoded_frames(path, FrameRange(stride=stride), keep=keep):
+        count += 1
+        if frame is not None:
+            reduced.append(reduce_frame(frame, factor))
+    if count != len(candidates):  # the decoder disagrees with the packet count: pick among what it gave
+        log.info("%s decodes to %d candidate frames, not %d: sampling them again", path, count, len(candidates))
+        every = [reduce_frame(frame, factor) for _, frame in iter_frames(path, stride=stride)]
+        reduced = [every[i] for i in _evenly(len(every), num_samples)]
     if not reduced:
         raise FommError(f"no frames read from {path} for the background")
-    keep = np.unique(np.round(np.linspace(0, len(reduced) - 1, min(num_samples, len(reduced)))).astype(int))
-    return [reduced[i] for i in keep], factor, info.width, info.height
+    return reduced, factor, info.width, info.height
+
+
+def _evenly(count: int, num_samples: int) -> np.ndarray:
+    """Indices of ``min(num_samples, count)`` items spread evenly over ``count`` (first and last included)."""
+    if count == 0:
+        return np.zeros(0, dtype=int)
+    return np.unique(np.round(np.linspace(0, count - 1, min(num_samples, count))).astype(int))
 
 
 def estimate_background(

@@ -8,6 +8,7 @@ y down.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import binary_opening, distance_transform_edt
@@ -67,15 +68,53 @@ def _check_background(frame: np.ndarray, background: Background) -> None:
         )
 
 
+@lru_cache(maxsize=64)
+def _disk(radius: int) -> np.ndarray:
+    return disk(radius)
+
+
+@lru_cache(maxsize=64)
+def _disk_offsets(radius: int) -> tuple[tuple[int, int], ...]:
+    return tuple((int(dy) - radius, int(dx) - radius) for dy, dx in zip(*np.nonzero(_disk(radius))))
+
+
+def _opening(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, structure=disk(radius))``, the same pixels: for small
+    disks as the AND (erosion) then the OR (dilation) of shifted copies, which is several times
+    faster; outside the image counts as background, as scipy's border does."""
+    offsets = _disk_offsets(radius)
+    if len(offsets) > 13:
+        return binary_opening(mask, structure=_disk(radius))
+    h, w = mask.shape
+
+    def shifted(image: np.ndarray, combine) -> np.ndarray:
+        padded = np.pad(image, radius)
+        out = None
+        for dy, dx in offsets:
+            view = padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+            out = view.copy() if out is None else combine(out, view, out=out)
+        return out
+
+    return shifted(shifted(mask, np.logical_and), np.logical_or)
+
+
+@lru_cache(maxsize=8)
+def _pixel_coordinates(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened x and y of every pixel of an image of ``shape``, as float64 weights."""
+    ys, xs = np.indices(shape)
+    return xs.ravel().astype(np.float64), ys.ravel().astype(np.float64)
+
+
 def foreground_mask_and_difference(reduced: np.ndarray, background: Background, config: LocalizeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Difference image (h, w) and cleaned foreground mask (h, w) at work resolution."""
-    diff = np.abs(reduced - background.image).max(axis=2)
+    change = np.abs(reduced - background.image)
+    diff = np.maximum(np.maximum(change[:, :, 0], change[:, :, 1]), change[:, :, 2])  # max over channels
     median = float(np.median(diff))
     sigma = 1.4826 * float(np.median(np.abs(diff - median)))
     threshold = max(median + config.threshold_sigmas * sigma, config.min_contrast)
     mask = diff > threshold
     if config.opening_radius > 0:
-        mask = binary_opening(mask, structure=disk(config.opening_radius))
+        mask = _opening(mask, config.opening_radius)
     return diff, mask
 
 
@@ -89,12 +128,12 @@ def _components(mask: np.ndarray, diff: np.ndarray) -> tuple[np.ndarray, np.ndar
     labels = label(mask, connectivity=2)
     n = int(labels.max())
     flat = labels.ravel()
-    ys, xs = np.indices(mask.shape)
+    xs, ys = _pixel_coordinates(mask.shape)
     area = np.bincount(flat, minlength=n + 1).astype(np.float64)
     mass = np.bincount(flat, weights=diff.ravel(), minlength=n + 1)
     safe = np.maximum(area, 1.0)
-    cx = np.bincount(flat, weights=xs.ravel(), minlength=n + 1) / safe
-    cy = np.bincount(flat, weights=ys.ravel(), minlength=n + 1) / safe
+    cx = np.bincount(flat, weights=xs, minlength=n + 1) / safe
+    cy = np.bincount(flat, weights=ys, minlength=n + 1) / safe
     return labels, area, mass, cx, cy
 
 
@@ -128,10 +167,10 @@ def find_in_reduced(
     diff, mask = foreground_mask_and_difference(reduced, background, config)
     labels, area, mass, cx, cy = _components(mask, diff)
     min_area = config.min_area_fraction * background.frame_width * background.frame_height / (f * f)
-    candidates = [i for i in range(1, len(area)) if area[i] >= max(min_area, 1.0)]
+    candidates = (np.nonzero(area[1:] >= max(min_area, 1.0))[0] + 1).tolist()
     if not candidates:
         return None
-    best = max(candidates, key=lambda i: mass[i])
+    best = candidates[int(np.argmax(mass[candidates]))]  # the first of equal masses, as max() picks
     if previous is not None and scale is not None and np.all(np.isfinite(previous)):
         px, py = (float(previous[0]) + 0.5) / f - 0.5, (float(previous[1]) + 0.5) / f - 0.5
         reach = config.max_jump_fraction * scale / f
@@ -172,7 +211,7 @@ def _core(component: np.ndarray, core_fraction: float) -> tuple[np.ndarray, np.n
     radius = int(round(core_fraction * float(distance_transform_edt(local).max())))
     if radius < 1:
         return ys, xs
-    core = binary_opening(local, structure=disk(radius))
+    core = _opening(local, radius)
     if not core.any():
         return ys, xs
     parts = label(core, connectivity=2)

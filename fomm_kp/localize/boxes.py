@@ -25,7 +25,7 @@ from fomm_kp.localize.smoothing import interpolate, smooth_centres, smooth_headi
 from fomm_kp.progress import Progress, report
 from fomm_kp.video import iter_frames, probe
 
-__all__ = ["SubjectBoxes", "box_side", "boxes_from_blobs", "boxes_for_frames", "boxes_for_video"]
+__all__ = ["SubjectBoxes", "box_side", "square_boxes", "boxes_from_blobs", "boxes_for_frames", "boxes_for_video"]
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,6 @@ class SubjectBoxes:
         return len(self.frame_indices)
 
 
-
-
-
-
-
-
 def box_side(lengths: np.ndarray, width: int, height: int, config: LocalizeConfig) -> int:
     if len(lengths) == 0:
         side = min(width, height)
@@ -94,7 +88,7 @@ def box_side(lengths: np.ndarray, width: int, height: int, config: LocalizeConfi
     return min(side, max(width, height))
 
 
-def _boxes(centres: np.ndarray, side: int, width: int, height: int) -> np.ndarray:
+def square_boxes(centres: np.ndarray, side: int, width: int, height: int) -> np.ndarray:
     """Integer square boxes of ``side`` centred on ``centres`` (T, 2), shifted to lie inside the
     frame where the frame is large enough."""
     x0 = np.round(centres[:, 0] + 0.5 - side / 2.0)
@@ -153,7 +147,7 @@ def boxes_from_blobs(
         angles = np.arctan2(vectors[:, 1], vectors[:, 0])
     elongations = [b.elongation for b in blobs if b is not None]
     return SubjectBoxes(
-        boxes=_boxes(centres, int(side), width, height),
+        boxes=square_boxes(centres, int(side), width, height),
         centres=centres.astype(np.float32),
         found=found,
         frame_indices=frame_indices,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,13 +25,18 @@ from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
 from fomm_kp.localize.decisions import decide, should_align
 from fomm_kp.localize.motion import motion_region
 from fomm_kp.localize.multi import subjects_for_video
-from fomm_kp.video import probe
+from fomm_kp.localize.online import OnlineConfig, OnlineLocalizer
+from fomm_kp.localize.streaming import stream_boxes
+from fomm_kp.video import FrameRange, probe
 
-__all__ = ["SubjectCrops", "SubjectsCrops", "TrainingCrops", "subject_crops", "training_crops", "stored_background",
-           "model_crops", "model_subjects_crops",
-           "image_crops"]
+__all__ = ["SubjectCrops", "SubjectsCrops", "FrameBoxes", "TrainingCrops", "subject_crops", "training_crops",
+           "stored_background", "model_crops", "model_subjects_crops", "streamed_model_crops", "image_crops",
+           "online_boxes"]
 
 log = logging.getLogger(__name__)
+
+
+FrameBoxes = Callable[[int, np.ndarray], "np.ndarray | None"]  # (frame number, frame) -> box, None: no subject
 
 
 class SubjectCrops(NamedTuple):
@@ -211,6 +216,22 @@ def model_subjects_crops(video: str | os.PathLike, crop: CropSettings, data: Dat
                          subjects)
 
 
+def streamed_model_crops(video: str | os.PathLike, crop: CropSettings, data: DataConfig, localize: str | None,
+                         frames: FrameRange = FrameRange(), keep: Callable[[int], bool] | None = None,
+                         ) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]] | None:
+    """:func:`model_crops` in one decoding pass, with the frames: ``(index, frame, box)`` of the frames
+    of ``frames``, the same boxes (:func:`fomm_kp.localize.streaming.stream_boxes`); box None where
+    the subject was not found, and frame None there too unless ``keep(index)``. For a model that
+    follows one localised subject with its own box side; None for other models (use :func:`model_subjects_crops`)."""
+    localize = localize or ("on" if crop.localized else "off")
+    side = int(round(crop.box_side))
+    if localize != "on" or not crop.localized or crop.fixed_crop is not None or side < 1 or crop.subjects != 1:
+        return None
+    settings = data.localize_config()
+    background = stored_background(video, crop, settings) or estimate_background(video, settings)
+    return stream_boxes(video, background, settings, side, crop.aligned, frames, keep)
+
+
 def image_crops(frames: Iterable[np.ndarray] | np.ndarray, crop: CropSettings, data: DataConfig,
                 background: Background) -> tuple[np.ndarray, np.ndarray] | None:
     """The boxes ``(M, 4 or 5)`` and found flags ``(M,)`` a trained model looks at in independent
@@ -222,3 +243,24 @@ def image_crops(frames: Iterable[np.ndarray] | np.ndarray, crop: CropSettings, d
         return None
     located = boxes_for_frames(frames, background, data.localize_config(), side=int(round(crop.box_side)))
     return located.crop_boxes(crop.aligned).astype(np.float64), located.found
+
+
+def online_boxes(crop: CropSettings, data: DataConfig, width: int, height: int, fps: float,
+                 online: OnlineConfig = OnlineConfig(), background: Background | None = None) -> FrameBoxes:
+    """The boxes a trained model looks at in frames handed over one at a time (a live stream): its
+    fixed crop, whole frames, or boxes that follow the subject causally
+    (:class:`~fomm_kp.localize.online.OnlineLocalizer`, with the model's box side and heading rule,
+    against a running background that the model's stored empty scene stands in for until it is warm;
+    ``background``: a fixed background instead). One subject: a model trained on several follows one here."""
+    if crop.fixed_crop is not None:
+        fixed = np.asarray(crop.fixed_crop, dtype=np.float64)
+        return lambda index, frame: fixed
+    if not crop.localized:
+        whole = np.array([0.0, 0.0, width, height])
+        return lambda index, frame: whole
+    side = int(round(crop.box_side)) or min(width, height)
+    scene = crop.scene
+    initial = None if scene is None else Background(scene.image.astype(np.float32), scene.factor, scene.frame_width,
+                                                    scene.frame_height)
+    return OnlineLocalizer(width, height, side, crop.aligned, fps, data.localize_config(), online, background,
+                           initial).update

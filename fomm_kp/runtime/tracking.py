@@ -1,9 +1,14 @@
 """Track keypoints through a video with a trained detector: :func:`track`.
 
 The video is streamed in batches (constant memory whatever its length); each frame is cut where the
-model looks (:func:`fomm_kp.localize.crop_rule.model_crops`), the detector runs on the batch, and the
-keypoints go back to the pixels of the original frame. Frames where a localised subject was not
-found get NaN keypoints and score 0. A model trained on several subjects cuts one crop per subject
+model looks (:func:`fomm_kp.localize.crop_rule.model_crops`), the detector runs on the batch, and
+the keypoints go back to the pixels of the original frame. A model that follows one localised
+subject is localised in the same decoding pass
+(:func:`~fomm_kp.localize.crop_rule.streamed_model_crops`, the same boxes), decoded on a background
+thread (:mod:`fomm_kp.decoding`); with ``localize="online"`` the subject is followed by the causal
+localiser that live streams use, and the detector runs as live runs it
+(:func:`fomm_kp.runtime.pipeline.detect_at_boxes`). Frames where a localised subject was not found
+get NaN keypoints and score 0. A model trained on several subjects cuts one crop per subject
 (:func:`fomm_kp.localize.crop_rule.model_subjects_crops`) and the tracks hold them all, with their
 identity confidences. Where the keypoints sit is judged on the way, from frames spread over the
 video (:class:`fomm_kp.localize.foreground.OnSubjectSampler`), and kept in the tracks'
@@ -15,24 +20,27 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from fomm_kp.crops import CropSettings
+from fomm_kp.decoding import Prefetch, decoded_frames
 from fomm_kp.errors import FommError
-from fomm_kp.localize.crop_rule import SubjectCrops, SubjectsCrops, model_subjects_crops
+from fomm_kp.localize.crop_rule import (SubjectCrops, SubjectsCrops, model_subjects_crops, online_boxes,
+                                        streamed_model_crops)
 from fomm_kp.localize.foreground import OnSubjectSampler
 from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
+from fomm_kp.runtime.pipeline import detect_at_boxes
 from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]
 
-LOCALIZE_CHOICES = ("on", "off", "auto")
+LOCALIZE_CHOICES = ("on", "off", "auto", "online")
 
 
 @dataclass
@@ -126,6 +134,49 @@ def _show(batch: list[tuple[int, np.ndarray]], keypoints: np.ndarray, where: OnS
             overlay.add(frame, points, placed.identity.get(index))
 
 
+def _boxed_frames(video: str | os.PathLike, model: Detector, settings: CropSettings, localize: str | None,
+                  frames: FrameRange, info: VideoInfo, keep: Callable[[int], bool] | None,
+                  ) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]] | None:
+    """``(frame index, frame, box or None)`` of the frames to track in one decoding pass, for one
+    subject followed online, or localised as a whole video would be (then frames without a subject
+    come as None unless ``keep(index)``; not when every frame is needed, ``keep`` None). None: use
+    the boxes of :func:`~fomm_kp.localize.crop_rule.model_subjects_crops` instead."""
+    if settings.subjects != 1:
+        if localize == "online":
+            raise FommError(f"localize 'online' follows one subject; this model follows {settings.subjects or 'several'}")
+        return None
+    if localize != "online":
+        return None if keep is None else streamed_model_crops(video, settings, model.config.data, localize, frames, keep)
+    box_for = online_boxes(settings, model.config.data, info.width, info.height, info.fps)
+
+    def boxed() -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+        with Prefetch(decoded_frames(video, frames), size=32, name="decode") as stream:
+            for index, frame in stream:
+                yield index, frame, box_for(index, frame)
+
+    return boxed()
+
+
+def _track_boxed(boxed: Iterator, model: Detector, rows: _Rows, where: OnSubjectSampler, overlay: TrailOverlay | None,
+                 batch_size: int, progress: Progress | None, total: int) -> None:
+    """Detect one subject in frames that come with their boxes (:func:`_boxed_frames`)."""
+    for batch in batched(boxed, batch_size):
+        indices, images, boxes = zip(*batch)
+        found = np.array([[box is not None] for box in boxes])
+        keypoints = rows.add(indices, found, detect_at_boxes(model, images, boxes), found.astype(np.float32))
+        _show(list(zip(indices, images)), keypoints, where, overlay, None)
+        report(progress, len(rows.frame_indices), total, "tracking")
+
+
+def _track_located(batches: Iterator, model: Detector, placed: _Where | None, several: bool, whole: np.ndarray,
+                   rows: _Rows, where: OnSubjectSampler, overlay: TrailOverlay | None, progress: Progress | None,
+                   total: int) -> None:
+    """Detect every subject in batches of ``(frame index, frame)`` at the boxes of ``placed``."""
+    for batch in batches:
+        _show(batch, _detect(model, batch, placed, whole, rows), where, overlay, placed if several else None)
+        report(progress, len(rows.frame_indices), total, "tracking")
+
+
 def track(
     video: str | os.PathLike,
     model: Detector | str | os.PathLike,
@@ -140,35 +191,39 @@ def track(
 ) -> Tracks:
     """Track keypoints through ``video``; returns :class:`~fomm_kp.tracks.Tracks` in original-frame pixels.
 
-    ``model`` is any :class:`~fomm_kp.runtime.detector.Detector` (or a checkpoint / ``.onnx`` path).
-    ``out`` saves the tracks (``.npz``/``.csv``/``.slp``/``.nwb``); ``overlay`` writes a video with
-    keypoints and short trails (``trail`` frames). Localisation follows the model's training
-    (``localize`` = ``on``/``off``/``auto`` overrides it); a fixed ``crop`` box overrides both.
-    ``frames`` picks the frames (default: all); ``progress`` hears after each batch. A model trained on
-    several subjects follows each (``Tracks`` ``(T, N, K, 2)`` with identity confidences); ``crop`` may
-    be :class:`~fomm_kp.crops.CropSettings` in place of the model's own (e.g. other ``subjects``).
+    ``model`` is any :class:`~fomm_kp.runtime.detector.Detector` (or a checkpoint / ``.onnx`` path). ``out`` saves
+    the tracks (``.npz``/``.csv``/``.slp``/``.nwb``); ``overlay`` writes a video with keypoints and short trails
+    (``trail`` frames). Localisation follows the model's training (``localize`` = ``on``/``off``/``auto``
+    overrides it; ``online`` follows one subject as a live stream does, without looking ahead: see
+    :mod:`fomm_kp.localize.online`); a fixed ``crop`` box overrides all of them. ``frames`` picks the frames
+    (default: all); ``progress`` hears after each batch. A model trained on several subjects follows each
+    (``Tracks`` ``(T, N, K, 2)`` with identity confidences); ``crop`` may be :class:`~fomm_kp.crops.CropSettings`
+    in place of the model's own (e.g. other ``subjects``).
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     if localize not in (None, *LOCALIZE_CHOICES):
-        raise FommError(f"localize must be on, off or auto, got '{localize}'")
-    info = probe(video)
-    frames = frames or FrameRange()
+        raise FommError(f"localize must be on, off, auto or online, got '{localize}'")
+    info, frames = probe(video), frames or FrameRange()
     total = len(frames.indices(info.num_frames))
     if total == 0:
         raise FommError(f"no frames to track in {video} (start={frames.start}, stop={frames.stop}, "
                         f"frames={info.num_frames})")
-    located = model_subjects_crops(video, _settings(model, crop), model.config.data, localize)
+    settings, rows = _settings(model, crop), _Rows()
+    where = OnSubjectSampler(total, info.width, info.height, model.config.data.localize_config())
+    keep = None if overlay is not None else set(frames.indices(info.num_frames)[::where.every]).__contains__
+    boxed = _boxed_frames(video, model, settings, localize, frames, info, keep)
+    located = None if boxed is not None else model_subjects_crops(video, settings, model.config.data, localize)
     whole = np.array([0, 0, info.width, info.height, 0.0][:4 if located is None else located.boxes.shape[-1]])
     placed, several = _where(located), isinstance(located, SubjectsCrops)
     overlay_video = None if overlay is None else TrailOverlay(overlay, info.fps / frames.stride, model.num_keypoints,
                                                               trail, several and placed.count or 1)
-    rows = _Rows()
-    where = OnSubjectSampler(total, info.width, info.height, model.config.data.localize_config())
     try:
-        for batch in batched(iter_frames(video, start=frames.start, stop=frames.stop, stride=frames.stride), batch_size):
-            _show(batch, _detect(model, batch, placed, whole, rows), where, overlay_video, placed if several else None)
-            report(progress, len(rows.frame_indices), total, "tracking")
+        if boxed is not None:
+            _track_boxed(boxed, model, rows, where, overlay_video, batch_size, progress, total)
+        else:
+            batches = batched(iter_frames(video, start=frames.start, stop=frames.stop, stride=frames.stride), batch_size)
+            _track_located(batches, model, placed, several, whole, rows, where, overlay_video, progress, total)
     except BaseException:
         if overlay_video is not None:
             overlay_video.close(success=False)
