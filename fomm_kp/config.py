@@ -108,10 +108,13 @@ class GeneratorConfig:
     max_features: int = 256
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 3
+    # Compose the output in pixels, m · warp(source) + (1 − m) · decoded, with a learned mask m:
+    # sharper, keeps the source's identity, and renders at the source's full resolution.
+    blend: bool = False
 
     def __post_init__(self) -> None:
         check(self, block_expansion=WIDTH, max_features=WIDTH, num_down_blocks=integer(0, 8),
-              num_bottleneck_blocks=integer(0))
+              num_bottleneck_blocks=integer(0), blend=flag())
 
 
 @dataclass(frozen=True)
