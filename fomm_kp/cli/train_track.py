@@ -19,6 +19,7 @@ from fomm_kp.tracks import Tracks, save_tracks
 from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
+from fomm_kp.training.clips import training_clips
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
@@ -35,7 +36,7 @@ def _parse_box(text: Optional[str]) -> Optional[list[float]]:
     return values
 
 
-def train_with_progress(video: Path, out: Path, **kwargs) -> api.Model:
+def train_with_progress(video: Path | list[Path], out: Path, **kwargs) -> api.Model:
     """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA."""
     with progress_bar("training") as update:
         return api.train(video, out, progress=update, **kwargs)
@@ -49,7 +50,8 @@ def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
 
 @app.command()
 def train(
-    video: Path = typer.Argument(..., help="The video to learn from (mp4/avi/mov/gif or a folder of images)."),
+    videos: list[Path] = typer.Argument(..., help="The video(s) to learn from (mp4/avi/mov/gif, a folder of images, "
+                                        "or a folder of videos); pairs are drawn within each clip."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, tiny."),
     steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
@@ -60,20 +62,22 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
 ) -> None:
-    """Train a keypoint detector on one video, self-supervised (no labels)."""
+    """Train a keypoint detector on one video or several, self-supervised (no labels)."""
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
     box = _parse_box(crop)
-    probe(video)
+    clips = training_clips(videos)
+    for clip in clips:
+        probe(clip)
     checkpoint = out / "checkpoint.pt"
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     api.check_out_dir(checkpoint, existing, config is not None)
     loaded = None if resume else load_config(config)
     try:
-        model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
+        model = train_with_progress(clips, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
-                          f"continue with: fomm-kp train {video} --out {out} --resume") from None
+                          f"continue with: fomm-kp train {' '.join(map(str, videos))} --out {out} --resume") from None
     console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
 
 

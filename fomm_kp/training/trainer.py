@@ -26,6 +26,7 @@ from fomm_kp.images import images_to_frames
 from fomm_kp.models import FOMM
 from fomm_kp.models.keypoint_detector import resize_images
 from fomm_kp.progress import Progress
+from fomm_kp.training.clips import ClipPairs
 from fomm_kp.training.dataset import FramePairs, Pair
 from fomm_kp.training.loop import Loop, deferred_interrupt, optimise
 from fomm_kp.training.losses import VGG19Perceptual, objective, on_subject_share
@@ -50,7 +51,7 @@ class Trainer:
     """Owns model, optimizer and pair sampler; ``step()`` runs one optimisation step."""
 
     def __init__(
-        self, model: FOMM, config: Config, pairs: FramePairs, device: torch.device,
+        self, model: FOMM, config: Config, pairs: FramePairs | ClipPairs, device: torch.device,
         out_dir: Path, meta: dict[str, Any] | None = None, start_step: int = 0,
         optimizer_state: dict | None = None,
     ) -> None:
