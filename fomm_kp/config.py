@@ -333,7 +333,7 @@ BUILTIN_CONFIGS = tuple(sorted(p.stem for p in _BUILTIN_DIR.glob("*.yaml")))
 
 def builtin_config(name: str) -> Config:
     """One of the configs shipped with the package: ``cpu`` (the default), ``cpu128`` (128-px frames),
-    ``gpu`` (paper widths, 256 px), ``tiny`` (tests)."""
+    ``gpu`` (paper widths, 256 px), ``animation-cpu`` / ``animation-gpu`` (motion transfer), ``tiny`` (tests)."""
     if name not in BUILTIN_CONFIGS:
         raise FommError(f"unknown built-in config '{name}' (choose from {', '.join(BUILTIN_CONFIGS)})")
     return load_config(_BUILTIN_DIR / f"{name}.yaml")

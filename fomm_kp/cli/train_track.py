@@ -53,7 +53,7 @@ def train(
     videos: list[Path] = typer.Argument(..., help="The video(s) to learn from (mp4/avi/mov/gif, a folder of images, "
                                         "or a folder of videos); pairs are drawn within each clip."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, tiny."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name: cpu, cpu128, gpu, animation-cpu, animation-gpu, tiny."),
     steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
