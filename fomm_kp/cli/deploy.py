@@ -19,6 +19,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.files import atomic_write, refuse_overwriting_inputs
 from fomm_kp.models.student import StudentConfig, student_config_for
 from fomm_kp.runtime.networks import load_detector
+from fomm_kp.training.clips import training_clips
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -35,7 +36,8 @@ def _scaled_student(teacher: Path, width: float) -> Optional[StudentConfig]:
 
 @app.command()
 def distill(
-    video: Path = typer.Argument(..., help="The video the teacher was trained on (or more footage of the same scene)."),
+    videos: list[Path] = typer.Argument(..., help="The video(s) the teacher was trained on (or more footage of the "
+                                        "same scene), or a folder of videos."),
     teacher: Path = typer.Option(..., "--teacher", "-t", help="Teacher checkpoint.pt from fomm-kp train."),
     out: Path = typer.Option(Path("student.pt"), "--out", "-o", help="Student checkpoint to write."),
     steps: int = typer.Option(4000, min=1, help="Student training steps."),
@@ -49,14 +51,16 @@ def distill(
     report: Optional[Path] = typer.Option(None, help="Also write the disagreement report as JSON."),
 ) -> None:
     """Distil the teacher's detector into a small, fast student; report their disagreement on held-out frames."""
-    refuse_overwriting_inputs({"--out": out, "--report": report}, [video, teacher])
-    if not video.exists():
-        raise FommError(f"video not found: {video}")
+    refuse_overwriting_inputs({"--out": out, "--report": report}, [*videos, teacher])
+    for video in videos:
+        if not video.exists():
+            raise FommError(f"video not found: {video}")
+    clips = training_clips(videos)
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = _scaled_student(teacher, width)
     with progress_bar("distilling") as update:
-        result = run_distill(video, teacher, out, config, student_config, device, update)
+        result = run_distill(clips, teacher, out, config, student_config, device, update)
     r = result.report
     held = r["heldout"]
     results.print(f"student -> {result.checkpoint}: {r['student_gflops']:.3f} GFLOPs/frame "
