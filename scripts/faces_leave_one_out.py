@@ -12,7 +12,9 @@ default, ``--minutes`` of training), then on the held-out speaker:
   | result, plus a PNG grid of frames of it.
 
     python scripts/faces_leave_one_out.py --held-out 04 --minutes 30 --threads 2 --out runs/faces_loso
-    python scripts/faces_leave_one_out.py --held-out 04 --checkpoint runs/faces_loso/model/checkpoint.pt
+    # or in two parts: the time-bounded training alone (e.g. under a lock), then the evaluation
+    python scripts/faces_leave_one_out.py --held-out 04 --minutes 30 --train-only --out runs/faces_loso
+    python scripts/faces_leave_one_out.py --held-out 04 --checkpoint runs/faces_loso/model/checkpoint.pt --out runs/faces_loso
 
 Writes ``<out>/report.json`` (figures, steps, training time, machine load before and after),
 ``<out>/model/`` (checkpoint, previews), ``<out>/transfer.mp4``, ``<out>/side_by_side.mp4`` and
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the faces-fomm folder")
     parser.add_argument("--held-out", default="04", choices=CLIPS, help="the speaker evaluated (not trained on)")
     parser.add_argument("--checkpoint", type=Path, help="evaluate this model instead of training one")
+    parser.add_argument("--train-only", action="store_true", help="train, write <out>/training.json, stop")
     parser.add_argument("--config", default="animation-cpu", help="built-in config name or YAML file")
     parser.add_argument("--minutes", type=float, default=30.0, help="training time limit")
     parser.add_argument("--steps", type=int, default=None, help="training step limit (default: the config's)")
@@ -66,7 +69,7 @@ def train(args: argparse.Namespace, clips: list[Path]) -> tuple[object, dict]:
     seconds = time.monotonic() - started
     return model, {"clips": [p.name for p in clips], "steps": model.step, "seconds": round(seconds, 1),
                    "load_before": load, "load_after": load_average(), "config": str(args.config),
-                   "losses": model.meta.get("losses", {})}
+                   "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def reconstruction(model: object, video: Path, stride: int) -> dict:
@@ -127,9 +130,15 @@ def main(argv: list[str] | None = None) -> int:
                     "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.checkpoint is not None:
         model = load_model(args.checkpoint)
-        report["training"] = {"checkpoint": str(args.checkpoint), "steps": model.step}
+        record = args.checkpoint.parent.parent / "training.json"  # written by a --train-only run
+        report["training"] = json.loads(record.read_text()) if record.is_file() else {}
+        report["training"].update(checkpoint=str(args.checkpoint), steps=model.step)
     else:
         model, report["training"] = train(args, training)
+        (args.out / "training.json").write_text(json.dumps(report["training"], indent=2))
+        if args.train_only:
+            print(f"training: {report['training']}")
+            return 0
     report["reconstruction"] = reconstruction(model, held_out, args.stride)
     driving = args.data / f"{args.driving}.mp4" if args.driving else training[0]
     report["transfer"] = dict(transfer(model, held_out, driving, args.out), source=held_out.name, driving=driving.name)
