@@ -24,6 +24,7 @@ from fomm_kp.evaluation.keypoints import CrossValidation
 from fomm_kp.progress import Progress, Update
 from fomm_kp.runtime import Detections, Model
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
+from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.video import FrameRange
 
 __version__ = "0.1.0"
@@ -47,11 +48,13 @@ __all__ = [
     "Tracks",
     "load_tracks",
     "save_tracks",
+    "smooth_tracks",
     "Config",
     "load_config",
     "FommError",
     # the options objects the verbs above take, and what they return or report
     "FrameRange",
+    "Smoothing",
     "TransferOptions",
     "PanelOptions",
     "OnnxOptions",

@@ -23,6 +23,7 @@ from fomm_kp.checkpoint import Checkpoint, load_weights, read_checkpoint
 from fomm_kp.config import Config, load_config
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
+from fomm_kp.files import remove_stale_temporaries
 from fomm_kp.localize.crop_rule import training_crops
 from fomm_kp.models import FOMM
 from fomm_kp.progress import Progress
@@ -36,6 +37,8 @@ __all__ = ["train", "load_model", "track", "EXISTING"]
 
 log = logging.getLogger(__name__)
 
+# The files train writes into its out_dir (atomically: a killed run may leave their temporaries).
+TRAINING_FILES = ("checkpoint.pt", "preview.png", "animation.png")
 # What train does with a checkpoint already in its out_dir: refuse to touch it, continue it, replace it.
 EXISTING = ("refuse", "resume", "overwrite")
 
@@ -45,6 +48,8 @@ def check_out_dir(checkpoint: Path, existing: str, config_given: bool) -> None:
     if existing not in EXISTING:
         raise FommError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     resume = existing == "resume"
+    if checkpoint.exists() and not checkpoint.is_file():
+        raise FommError(f"{checkpoint} is not a file: choose another --out")
     if resume and not checkpoint.is_file():
         raise FommError(f"checkpoint not found: {checkpoint}")
     if checkpoint.exists() and existing == "refuse":
@@ -54,15 +59,36 @@ def check_out_dir(checkpoint: Path, existing: str, config_given: bool) -> None:
         raise FommError("a resumed run keeps its checkpoint's config: leave out --config")
 
 
-def _run_config(checkpoint: Path, config: Config | str | os.PathLike | None, existing: str,
-                overrides: dict[str, float | int | None]) -> tuple[Config, Checkpoint | None]:
-    """The config of this run (with ``overrides`` of ``train.*``) and the checkpoint it resumes, if any."""
+def _resumable(checkpoint: Path) -> Checkpoint:
+    """The checkpoint a run resumes: its weights must fit its own config and its optimizer state
+    (when it has one) the network; checked before any frame is read."""
+    resumed = read_checkpoint(checkpoint)
+    network = FOMM(resumed.config.model)
+    load_weights(network.parts(), resumed.state_dicts, checkpoint)
+    state = resumed.state_dicts.get("optimizer")
+    if state is not None:
+        optimizer = torch.optim.Adam(network.parameters())
+        try:
+            optimizer.load_state_dict(state)
+            fits = all(v.shape == p.shape for p, st in optimizer.state.items() for v in st.values()
+                       if torch.is_tensor(v) and v.dim() > 0)
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+            raise FommError(f"{checkpoint}: its optimizer state does not fit the network "
+                            f"({type(exc).__name__}: {' '.join(str(exc).split())[:100]})") from None
+        if not fits:
+            raise FommError(f"{checkpoint}: its optimizer state does not fit the network (other shapes)")
+    return resumed
+
+
+def run_config(checkpoint: Path, config: Config | str | os.PathLike | None, existing: str,
+               overrides: dict[str, float | int | None]) -> tuple[Config, Checkpoint | None]:
+    """The config of a run into ``checkpoint``'s folder (with ``overrides`` of ``train.*``) and the
+    checkpoint it resumes, if any; everything that would make the run fail is refused here, first."""
     check_out_dir(checkpoint, existing, config is not None)
     resumed = None
     if existing == "resume":
-        resumed = read_checkpoint(checkpoint)
+        resumed = _resumable(checkpoint)
         config = resumed.config
-        log.info("resuming from %s at step %d", checkpoint, resumed.step)
     elif not isinstance(config, Config):
         config = load_config(config)
     given = {key: value for key, value in overrides.items() if value is not None}
@@ -152,8 +178,12 @@ def train(
     ``existing="overwrite"`` replaces it.
     """
     out_dir, videos = Path(out_dir), training_clips(video)
-    config, resumed = _run_config(out_dir / "checkpoint.pt", config, existing,
-                                  {"steps": steps, "minutes": minutes, "seed": seed})
+    config, resumed = run_config(out_dir / "checkpoint.pt", config, existing,
+                                 {"steps": steps, "minutes": minutes, "seed": seed})
+    if resumed is not None:
+        log.info("resuming from %s at step %d", out_dir / "checkpoint.pt", resumed.step)
+    for stale in remove_stale_temporaries(out_dir, TRAINING_FILES):
+        log.info("removed %s, left by a run that was killed while writing", stale)
     start_step = resumed.step if resumed is not None else 0
     if config.train.num_threads > 0:
         torch.set_num_threads(config.train.num_threads)

@@ -19,7 +19,7 @@ from torch import nn
 from fomm_kp.config import Config, from_dict, to_dict
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, check_regular
 
 __all__ = ["FORMAT_VERSION", "KINDS", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_weights"]
 
@@ -69,7 +69,7 @@ def _is_tensor_dict(sd: Any) -> bool:
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """The :class:`Checkpoint` in a file, loaded with ``weights_only=True``."""
-    path = Path(path)
+    path = check_regular(path, "checkpoint")
     if not path.is_file():
         raise FommError(f"checkpoint not found: {path}")
     try:
@@ -80,10 +80,21 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise FommError(f"{path} is not a fomm_kp checkpoint (no format_version)")
     if payload["format_version"] != FORMAT_VERSION:
         raise FommError(f"{path} has checkpoint format {payload['format_version']}; this fomm_kp reads {FORMAT_VERSION}")
-    config = from_dict(payload["config"], source=f"{path} (config)")
-    checkpoint = Checkpoint(config, payload["state_dicts"], int(payload.get("step", 0)), dict(payload.get("meta", {})))
+    config = from_dict(payload.get("config"), source=f"{path} (config)")
+    state_dicts, step, meta = payload.get("state_dicts"), payload.get("step", 0), payload.get("meta", {})
+    if not isinstance(state_dicts, dict) or not all(isinstance(v, dict) for v in state_dicts.values()):
+        raise FommError(f"{path} is not a fomm_kp checkpoint (its weights are not named tensors)")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise FommError(f"{path} is not a fomm_kp checkpoint (step {step!r})")
+    if not isinstance(meta, dict):
+        raise FommError(f"{path} is not a fomm_kp checkpoint (metadata {type(meta).__name__})")
+    checkpoint = Checkpoint(config, state_dicts, step, dict(meta))
     if checkpoint.kind not in KINDS:
         raise FommError(f"{path}: unknown checkpoint kind '{checkpoint.kind}'")
+    try:
+        checkpoint.crop  # read once here, so that bad crop settings are refused with the file's name
+    except FommError as exc:
+        raise FommError(f"{path}: {exc}") from None
     return checkpoint
 
 

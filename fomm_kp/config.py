@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import check_regular, read_text
 from fomm_kp.settings import (
     FRACTION,
     SEED,
@@ -162,12 +163,16 @@ class LossConfig:
     # Foreground prior (0: off): heatmap mass on pixels that match the static scene (the median of
     # the clip) is penalised, so that keypoints sit on the subject and its moving parts.
     foreground: float = 0.0
+    # Image-space warp term (0: off): the source warped by the dense flow alone must already look
+    # like the driving frame (motion-weighted, like the reconstruction), so that the keypoints' motion
+    # gets a pixel-level signal from the first step, before the generator has learnt to decode.
+    warp: float = 0.0
 
     def __post_init__(self) -> None:
         check(self, scales=each(number(above=0.0, high=1.0)), l1=WEIGHT, ssim=WEIGHT, motion_weight=WEIGHT,
               equivariance_value=WEIGHT, equivariance_jacobian=WEIGHT, rotation_equivariance=WEIGHT,
               perceptual=WEIGHT, perceptual_weights=text(), background_prior=WEIGHT, separation=WEIGHT,
-              separation_sigma=number(above=0.0), foreground=WEIGHT)
+              separation_sigma=number(above=0.0), foreground=WEIGHT, warp=WEIGHT)
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if self.perceptual > 0 and not self.perceptual_weights:
             refuse(self, "perceptual_weights", "the path of local VGG-19 weights when perceptual > 0")
@@ -349,11 +354,11 @@ def load_config(path: str | os.PathLike | None) -> Config:
         return builtin_config("cpu")
     if str(path) in BUILTIN_CONFIGS:
         return builtin_config(str(path))
-    path = Path(path)
+    path = check_regular(path, "config file")
     if not path.is_file():
         raise FommError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise FommError(f"{path}: not valid YAML ({first})") from None

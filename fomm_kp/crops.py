@@ -20,7 +20,7 @@ import numpy as np
 
 from fomm_kp.errors import FommError
 
-__all__ = ["Scene", "CropSettings", "check_box", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
+__all__ = ["Scene", "CropSettings", "check_box", "check_box_in_frame", "box_maps", "crop_to_frame", "frame_to_crop", "mask_not_found"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,11 +102,20 @@ class CropSettings:
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "CropSettings":
-        """Read the settings from checkpoint or ONNX metadata (any fomm_kp version; absent keys: whole frames)."""
+        """Read the settings from checkpoint or ONNX metadata (any fomm_kp version; absent keys: whole frames).
+        Values of the wrong kind are a :class:`FommError`."""
+        if not isinstance(meta, Mapping):
+            raise FommError(f"crop settings must be a mapping, got {type(meta).__name__}")
         crop = meta.get("fixed_crop") or None
+        flags = [meta.get(key, False) for key in ("localized", "aligned")]
+        side = meta.get("box_side", 0.0)
+        if not all(isinstance(v, bool) for v in flags) or isinstance(side, bool) or not isinstance(side, (int, float)) \
+                or not np.isfinite(side) or side < 0 or not (crop is None or isinstance(crop, (list, tuple))):
+            raise FommError(f"bad crop settings (localized {flags[0]!r}, aligned {flags[1]!r}, box_side {side!r}, "
+                            f"fixed_crop {crop!r})")
         scene = Scene.from_meta(meta["scene"]) if meta.get("scene") else None
-        return cls(localized=bool(meta.get("localized", False)), fixed_crop=None if crop is None else tuple(crop),
-                   box_side=float(meta.get("box_side", 0.0)), aligned=bool(meta.get("aligned", False)), scene=scene)
+        return cls(localized=flags[0], fixed_crop=None if crop is None else tuple(crop), box_side=float(side),
+                   aligned=flags[1], scene=scene)
 
 
 def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:
@@ -115,6 +124,16 @@ def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     if values.shape != (4,) or not np.isfinite(values).all() or values[2] <= values[0] or values[3] <= values[1]:
         raise FommError(f"crop must be x0,y0,x1,y1 with x1 > x0 and y1 > y0, got {list(box)}")
     return tuple(float(v) for v in values)
+
+
+def check_box_in_frame(box: Sequence[float], width: int, height: int, video: object = "") -> tuple[float, float, float, float]:
+    """:func:`check_box`, and the box must overlap the ``width`` × ``height`` frame (parts outside are
+    filled with edge pixels; a box wholly outside would show nothing but those)."""
+    x0, y0, x1, y1 = check_box(box)
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        of = f" of {video}" if video else ""
+        raise FommError(f"crop {x0:g},{y0:g},{x1:g},{y1:g} lies wholly outside the {width}x{height} frame{of}")
+    return x0, y0, x1, y1
 
 
 def box_maps(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from fomm_kp.behaviour.report import score_labels
 from fomm_kp.behaviour.segments import read_segments, video_key
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.errors import FommError
+from fomm_kp.files import rebased, staged_folder
 from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model
 from fomm_kp.tracks import Tracks, save_tracks
@@ -105,25 +106,21 @@ def run_demo(
     ``train_fn``/``track_fn`` default to :func:`fomm_kp.train`/:func:`fomm_kp.track`; the CLI passes
     wrappers that draw progress bars. Returns the written paths by name.
     """
-    out_dir = Path(out_dir)
     video = sample_video()
     train_fn = train_fn or api.train
     track_fn = track_fn or api.track
     if minutes is None and steps is None:
         minutes, steps = DEMO_MINUTES, DEMO_MAX_STEPS
-    model = train_fn(video, out_dir, config="cpu", steps=steps if steps is not None else DEMO_MAX_STEPS,
-                     minutes=minutes if minutes is not None else 0.0, existing="overwrite")
-    tracks = track_fn(video, model, out=out_dir / "tracks.npz", overlay=out_dir / "overlay.mp4")
-    save_tracks(tracks, out_dir / "tracks.csv")
-    written = {
-        "checkpoint": out_dir / "checkpoint.pt",
-        "preview": out_dir / "preview.png",
-        "tracks": out_dir / "tracks.npz",
-        "tracks_csv": out_dir / "tracks.csv",
-        "overlay": out_dir / "overlay.mp4",
-    }
-    log.info("demo: animating a frame of the sample with the motion of another part of it")
-    written.update(animation_demo(model, video, out_dir))
-    log.info("demo: features, a classifier from %s, per-frame labels and a score report", sample_labels().name)
-    written.update({f"behaviour_{k}": v for k, v in behaviour_demo(tracks, sample_labels(), out_dir / "behaviour").items()})
+    with staged_folder(out_dir) as stage:  # everything is moved into out_dir at the end, or nothing is
+        model = train_fn(video, stage, config="cpu", steps=steps if steps is not None else DEMO_MAX_STEPS,
+                         minutes=minutes if minutes is not None else 0.0)
+        tracks = track_fn(video, model, out=stage / "tracks.npz", overlay=stage / "overlay.mp4")
+        save_tracks(tracks, stage / "tracks.csv")
+        written = {name: stage / file for name, file in (("checkpoint", "checkpoint.pt"), ("preview", "preview.png"),
+                   ("tracks", "tracks.npz"), ("tracks_csv", "tracks.csv"), ("overlay", "overlay.mp4"))}
+        log.info("demo: animating a frame of the sample with the motion of another part of it")
+        written.update(animation_demo(model, video, stage))
+        log.info("demo: features, a classifier from %s, per-frame labels and a score report", sample_labels().name)
+        written.update({f"behaviour_{k}": v for k, v in behaviour_demo(tracks, sample_labels(), stage / "behaviour").items()})
+    written = rebased(written, stage, Path(out_dir))
     return written

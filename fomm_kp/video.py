@@ -8,9 +8,10 @@ the container's packets when the header does not state it (imageio's ffmpeg plug
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,9 +22,11 @@ import numpy as np
 from PIL import Image
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import check_regular, make_folders, remove_empty_folders
 
 __all__ = [
     "VideoInfo",
+    "variable_rate",
     "probe",
     "iter_frames",
     "read_frames",
@@ -66,13 +69,28 @@ class FrameRange:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a reader needs to know about a video or image folder."""
+    """What a reader needs to know about a video or image folder. ``times``: float64 ``(num_frames,)``
+    seconds of each frame from the first (the container's timestamps), or None (image folders)."""
 
     path: str
     width: int
     height: int
     fps: float
     num_frames: int
+    times: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frames' timestamps stray from ``index / fps`` by more than half a frame."""
+        return variable_rate(self.times, np.arange(self.num_frames), self.fps)
+
+
+def variable_rate(times: np.ndarray | None, frame_indices: np.ndarray, fps: float) -> bool:
+    """Whether ``times`` (seconds of the frames ``frame_indices``) stray from ``index / fps`` (after
+    the first frame's offset) by more than half a frame interval: a variable-frame-rate video."""
+    if times is None or len(times) < 2:
+        return False
+    return bool(np.max(np.abs(times - times[0] - (frame_indices - frame_indices[0]) / fps)) > 0.5 / fps)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -80,17 +98,27 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _check_exists(path: Path) -> None:
+    check_regular(path, "video")
     if not path.exists():
         raise FommError(f"video not found: {path}")
+
+
+def _to_uint8(frame: np.ndarray) -> np.ndarray:
+    """uint8 levels of an image of another type: booleans to 0/255, wider integers (16-bit images)
+    scaled by their type's range (not clipped, which would leave them nearly binary), floats in
+    [0, 1] scaled by 255 (other floats taken as 0–255 levels); NaN is 0."""
+    if np.issubdtype(frame.dtype, np.integer) or frame.dtype == np.bool_:
+        top = 1.0 if frame.dtype == np.bool_ else float(np.iinfo(frame.dtype).max)
+        return np.round(np.clip(frame.astype(np.float64), 0, top) * (255.0 / top)).astype(np.uint8)
+    frame = np.nan_to_num(frame.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    scale = 255.0 if frame.size and frame.max() <= 1.0 else 1.0
+    return np.round(np.clip(frame * scale, 0, 255)).astype(np.uint8)
 
 
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
-        if np.issubdtype(frame.dtype, np.floating):
-            frame = np.clip(frame * (255.0 if frame.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        else:
-            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        frame = _to_uint8(frame)
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     elif frame.shape[2] == 1:
@@ -102,7 +130,7 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """One image file as uint8 RGB ``(H, W, 3)``."""
-    path = Path(path)
+    path = check_regular(path, "image")
     if not path.is_file():
         raise FommError(f"image not found: {path}")
     try:
@@ -114,6 +142,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _to_rgb(image)
 
 
+def _check_image_sizes(files: Sequence[Path], size: tuple[int, int]) -> None:
+    """Every image of a folder must be readable (its header) and of one size: frames of one video."""
+    for file in files[1:]:
+        try:
+            with Image.open(check_regular(file, "image")) as image:
+                found = image.size
+        except Exception as exc:  # PIL raises many types for files that are not images (or are bombs)
+            raise FommError(f"cannot read image {file}: {exc.__class__.__name__}") from None
+        if found != size:
+            raise FommError(f"the images of {file.parent} differ in size: {files[0].name} is {size[0]}x{size[1]}, "
+                            f"{file.name} is {found[0]}x{found[1]}; resize them to one size")
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Size, fps and a decoded frame count of a video file or image folder."""
     path = Path(path)
@@ -123,6 +164,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         if not files:
             raise FommError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
         first = read_image(files[0])
+        _check_image_sizes(files, (first.shape[1], first.shape[0]))
         return VideoInfo(str(path), first.shape[1], first.shape[0], 30.0, len(files))
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
@@ -137,14 +179,18 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             fps = float(rate) if rate else 30.0
             # Count packets that carry frames: exact for the containers we meet, and far
             # cheaper than decoding. Header counts are unreliable (0 for many avi, inf in ffmpeg).
-            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            # Their timestamps, sorted, are the frames' presentation times.
+            stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+            count, times = len(stamps), None
+            if count and stream.time_base and None not in stamps:
+                times = np.sort(np.asarray(stamps, dtype=np.float64) - min(stamps)) * float(stream.time_base)
     except FommError:
         raise
     except Exception as exc:
         raise FommError(f"cannot read video {path}: {exc.__class__.__name__}: {exc}") from exc
     if count == 0 or width == 0 or height == 0:
         raise FommError(f"video {path} has no frames")
-    return VideoInfo(str(path), width, height, fps, count)
+    return VideoInfo(str(path), width, height, fps, count, times)
 
 
 def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
@@ -297,7 +343,7 @@ class VideoWriter:
         if suffix not in WRITABLE_VIDEO_SUFFIXES:
             raise FommError(f"cannot write video as '{suffix}' ({self.path}): use .mp4 or .gif")
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = make_folders(self.path.parent)  # removed again if the video is discarded
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._frames_gif: list[np.ndarray] = []
         self._writer = None
@@ -330,8 +376,12 @@ class VideoWriter:
     def close(self, success: bool = True) -> None:
         try:
             if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+                writer, self._writer = self._writer, None
+                if success:
+                    writer.close()
+                else:  # discarded: the encoder may already be gone (Ctrl-C reaches ffmpeg too)
+                    with contextlib.suppress(Exception):
+                        writer.close()
             if success and self.path.suffix.lower() == _GIF and self._frames_gif:
                 iio.imwrite(self._tmp, np.stack(self._frames_gif), extension=".gif", duration=1000.0 / self.fps, loop=0)
             if success:
@@ -341,6 +391,8 @@ class VideoWriter:
         finally:
             if self._tmp.exists():
                 self._tmp.unlink()
+            if not self.path.exists():
+                remove_empty_folders(self._created)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(success=exc_type is None)

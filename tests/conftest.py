@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,26 +347,17 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, disc_clip: Synt
 def run_cli(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     """Run ``fomm-kp ARGS`` in this process as the console script would; ``(exit code, stdout, stderr)``.
 
-    ``main`` configures logging to stderr at INFO level; under pytest the root logger already has
-    handlers, so that is mimicked here: any log line the library emits shows up in stderr.
+    ``main`` sets up its own logging to stderr (INFO, held back until the work begins), so any log
+    line the library emits shows up in stderr as it would for a user.
     """
     from fomm_kp.cli import main
 
     monkeypatch.setattr(sys, "argv", ["fomm-kp", *args])
-    root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
     try:
         main()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -383,3 +373,70 @@ def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
 
 def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile input: a folder of ordinary inputs that every refused command must leave as it was.
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path (links are read through)."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@dataclass(frozen=True)
+class HostileWorld:
+    """Ordinary inputs in ``folder``: a video, a trained checkpoint, tracks, a classifier, labels, a config."""
+
+    folder: Path
+
+    def paths(self, out: Path) -> dict[str, str]:
+        names = {"video": "video.mp4", "ckpt": "checkpoint.pt", "npz": "tracks.npz", "csv": "tracks.csv",
+                 "clf": "classifier.npz", "labels": "labels.csv", "config": "config.yaml",
+                 "clips": "clips.csv", "dlc": "labels_dlc.csv"}
+        return {"out": str(out), "dir": str(self.folder), **{k: str(self.folder / v) for k, v in names.items()}}
+
+
+@pytest.fixture(scope="session")
+def hostile_world(tmp_path_factory: pytest.TempPathFactory, disc_clip: SyntheticClip,
+                  trained_checkpoint: Path) -> HostileWorld:
+    import shutil
+
+    import yaml
+
+    from fomm_kp.behaviour.classifiers import save_classifier
+    from fomm_kp.behaviour.fitting import fit_from_clips
+    from fomm_kp.config import builtin_config, to_dict
+    from fomm_kp.tracks import save_tracks
+
+    folder = tmp_path_factory.mktemp("hostile_world")
+    shutil.copy(disc_clip.path, folder / "video.mp4")
+    shutil.copy(trained_checkpoint, folder / "checkpoint.pt")
+    tracks = behaviour_tracks(["circling", "oscillating"], seed=0, name="video.mp4")
+    save_tracks(tracks, folder / "tracks.npz")
+    save_tracks(tracks, folder / "tracks.csv")
+    save_tracks(tracks.select_frames(slice(0, 20)), folder / "labels_dlc.csv")  # "labelled" frames 0-19 of the video
+    clips = [("circling", behaviour_tracks(["circling"], seed=1)), ("oscillating", behaviour_tracks(["oscillating"], seed=2))]
+    save_classifier(fit_from_clips(clips), folder / "classifier.npz")
+    (folder / "labels.csv").write_text("video,start_frame,end_frame,label\nvideo,0,89,circling\nvideo,90,179,oscillating\n")
+    (folder / "clips.csv").write_text("video,start_frame,end_frame,label,tracks\n" + "".join(
+        f"video.mp4,{s},{s + 29},{'circling' if s < 90 else 'oscillating'},tracks.npz\n" for s in range(0, 180, 30)))
+    (folder / "config.yaml").write_text(yaml.safe_dump(to_dict(builtin_config("tiny"))))
+    return HostileWorld(folder)
+
+
+def assert_refused(world: HostileWorld, args: list[str], out: Path, capsys: pytest.CaptureFixture,
+                   monkeypatch: pytest.MonkeyPatch, *fragments: str) -> str:
+    """Run ``fomm-kp ARGS`` (``{video}``, ``{out}``, ... filled from ``world`` and ``out``): exit 2, one
+    ``error:`` line holding ``fragments``, every input unchanged and nothing left in ``out``.
+    Returns the error line."""
+    before = digests(world.folder)
+    out.mkdir(parents=True, exist_ok=True)
+    code, _, err = run_cli([arg.format(**world.paths(out)) for arg in args], capsys, monkeypatch)
+    assert_one_error_line(code, err, *fragments)
+    assert digests(world.folder) == before
+    assert files_under(out) == [] and not [p for p in out.iterdir()], list(out.iterdir())
+    return err.strip()

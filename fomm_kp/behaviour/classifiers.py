@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, check_regular
 from fomm_kp.settings import SEED, check, flag, integer, number
 
 __all__ = [
@@ -286,7 +286,7 @@ def save_classifier(clf: Classifier, path: str | os.PathLike) -> Path:
 
 def load_classifier(path: str | os.PathLike) -> Classifier:
     """Read a classifier written by :func:`save_classifier` (``allow_pickle=False``)."""
-    path = Path(path)
+    path = check_regular(path, "classifier")
     if not path.is_file():
         raise FommError(f"classifier file not found: {path}")
     try:
@@ -305,5 +305,5 @@ def load_classifier(path: str | os.PathLike) -> Classifier:
                 params=meta["params"],
                 feature_config=meta["feature_config"],
             )
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, TypeError, AttributeError) as exc:
         raise FommError(f"{path} is not a fomm_kp classifier: {exc}") from exc

@@ -97,6 +97,12 @@ class Features:
     def num_features(self) -> int:
         return int(self.values.shape[1])
 
+    def has_data(self) -> np.ndarray:
+        """bool ``(W,)``: windows with some finite value among the columns that do not merely count
+        missing points (``.missing.``): a window where every keypoint is missing has none."""
+        measured = np.array([".missing." not in name for name in self.names], dtype=bool)
+        return np.isfinite(self.values[:, measured]).any(axis=1)
+
     def select(self, index: np.ndarray | slice) -> "Features":
         """A new Features with the given rows (slice, boolean mask or index array)."""
         return Features(
@@ -184,6 +190,28 @@ def _wavelet_amplitudes(sig: SubjectSignals, freqs: np.ndarray, fs: float) -> np
 Source = Union[Tracks, Features]  # what classifiers take: tracks (features computed) or a feature table
 
 
+MOSTLY_MISSING = 0.5  # warn when more than this share of keypoint positions is missing
+
+
+def check_usable(tracks: Tracks) -> None:
+    """Refuse tracks without frames, with every keypoint missing, or from a variable-frame-rate video
+    (windows and rates assume a constant one); warn when most keypoints are missing."""
+    name = tracks.video or "these tracks"
+    if tracks.num_frames == 0:
+        raise FommError(f"{name}: no frames")
+    if tracks.variable_rate:
+        gaps = np.diff(tracks.times) / np.maximum(np.diff(tracks.frame_indices), 1)
+        raise FommError(f"{name} comes from a variable-frame-rate video (frame intervals {gaps.min():.3f}-"
+                        f"{gaps.max():.3f} s): behaviour features need a constant rate; re-encode it at one "
+                        "(ffmpeg -i IN -fps_mode cfr OUT) and track it again")
+    missing = float(np.isnan(tracks.keypoints).any(axis=-1).mean())
+    if missing == 1.0:
+        raise FommError(f"{name}: every keypoint is missing in every frame (all NaN): no motion to measure")
+    if missing > MOSTLY_MISSING:
+        log.warning("%s: %.0f%% of keypoint positions are missing; windows without any are left out", name,
+                    100 * missing)
+
+
 def motion_features(tracks: Tracks, config: FeatureConfig | None = None) -> Features:
     """Window features of ``tracks`` (see the module docstring for what is computed).
 
@@ -196,6 +224,7 @@ def motion_features(tracks: Tracks, config: FeatureConfig | None = None) -> Feat
     """
     if not isinstance(tracks, Tracks):
         raise FommError(f"motion_features needs Tracks, got {type(tracks).__name__}")
+    check_usable(tracks)
     config = resolve_config(tracks, config)
     if tracks.fps <= 0 or not np.isfinite(tracks.fps):
         raise FommError(f"tracks need a positive fps, got {tracks.fps}")
@@ -270,7 +299,7 @@ def load_features(path: str | os.PathLike) -> Features:
                 video=str(data["video"]),
                 config=json.loads(str(data["config"])),
             )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, TypeError, AttributeError) as exc:
         raise FommError(f"{path} is not a fomm_kp features file: {exc}") from exc
 
 
@@ -282,7 +311,7 @@ def is_features_file(path: str | os.PathLike) -> bool:
     try:
         with np.load(path, allow_pickle=False) as data:
             return "kind" in data and str(data["kind"]) == "fomm_kp.features"
-    except (ValueError, OSError):
+    except (ValueError, OSError, EOFError):
         return False
 
 

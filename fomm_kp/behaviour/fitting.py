@@ -124,9 +124,11 @@ def _fit(pairs: list[tuple[Source, Labels]], kind: str, config: FeatureConfig | 
         win = lab if isinstance(lab, np.ndarray) else window_labels(feats.start_frames, feats.end_frames, lab)
         if len(win) != feats.num_windows:
             raise FommError(f"{len(win)} window labels for {feats.num_windows} windows")
-        keep = np.array([bool(v) for v in win])
+        keep = np.array([bool(v) for v in win], dtype=bool) & feats.has_data()
         xs.append(feats.values[keep])
         ys += [str(v) for v in win[keep]]
+    if not ys:
+        raise FommError("no labelled window has keypoint data (the labels miss the tracks, or every point is missing)")
     return fit_window_classifier(np.concatenate(xs), ys, names or (), kind, options, feature_config)
 
 

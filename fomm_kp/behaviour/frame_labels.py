@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fomm_kp.behaviour.classifiers import Classifier
-from fomm_kp.behaviour.features import Features, Source, motion_features
+from fomm_kp.behaviour.features import Features, Source, check_usable, motion_features
 from fomm_kp.behaviour.temporal import WindowPredictions, predict_temporal
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
@@ -91,7 +91,10 @@ class FrameLabels:
         path = Path(path)
         if not path.is_file():
             raise FommError(f"per-frame labels not found: {path}")
-        df = pd.read_csv(path, keep_default_na=False)
+        try:
+            df = pd.read_csv(path, keep_default_na=False)
+        except ValueError as exc:  # not UTF-8, not CSV, empty
+            raise FommError(f"{path} is not a per-frame labels CSV ({' '.join(str(exc).split())[:120]})") from None
         if "frame" not in df.columns or "label" not in df.columns:
             raise FommError(f"{path} needs 'frame' and 'label' columns, has {list(df.columns)}")
         frames = df["frame"].to_numpy(dtype=np.int64)
@@ -123,6 +126,7 @@ def predict_windows(clf: Classifier, source: Source) -> WindowPredictions:
     if clf.temporal:
         if not isinstance(source, Tracks):
             raise FommError("a temporal classifier predicts from tracks, not from a feature table")
+        check_usable(source)
         return predict_temporal(clf, source)
     if isinstance(source, Tracks):
         feats = motion_features(source, FeatureConfig.from_dict(clf.feature_config) if clf.feature_config else None)
@@ -130,7 +134,12 @@ def predict_windows(clf: Classifier, source: Source) -> WindowPredictions:
         feats = source
     else:
         raise FommError(f"expected Tracks or Features, got {type(source).__name__}")
-    probs = clf.predict_proba_features(feats.columns(clf.feature_names))
+    probs = np.array(clf.predict_proba_features(feats.columns(clf.feature_names)), dtype=np.float64)
+    has_data = feats.has_data()
+    if not has_data.any():
+        raise FommError(f"no window of {feats.video or 'the source'} has keypoint data (every point missing): "
+                        "nothing to classify")
+    probs[~has_data] = np.nan  # windows without data do not vote: their frames stay unknown
     return WindowPredictions(probs, feats.start_frames, feats.end_frames)
 
 
@@ -140,7 +149,7 @@ def frame_probabilities(
     """Average the probabilities ``(W, C)`` of all windows covering each frame: ``(T, C)``.
 
     Window ``w`` covers original frames ``start_frames[w] <= f < end_frames[w]``; frames that no
-    window covers get NaN.
+    window covers get NaN. Windows with NaN probabilities (no data) cover nothing.
     """
     probs = np.asarray(probs, dtype=np.float64)
     frames = np.asarray(frame_indices, dtype=np.int64)
@@ -148,6 +157,8 @@ def frame_probabilities(
         raise FommError(f"window probabilities {probs.shape} do not match {len(start_frames)} windows")
     if np.any(np.diff(frames) <= 0):
         raise FommError("frame_indices must be strictly increasing")
+    voting = np.isfinite(probs).all(axis=1)
+    probs, start_frames, end_frames = probs[voting], np.asarray(start_frames)[voting], np.asarray(end_frames)[voting]
     a = np.searchsorted(frames, start_frames, side="left")
     b = np.searchsorted(frames, end_frames, side="left")
     acc = np.zeros((len(frames) + 1, probs.shape[1]))

@@ -23,10 +23,10 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from fomm_kp.behaviour.classifiers import CLIP, Classifier, feature_standardisation, signed_log
+from fomm_kp.behaviour.classifiers import CLIP, Classifier, feature_standardisation, save_classifier, signed_log
 from fomm_kp.behaviour.features import Features
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, rebased, staged_folder
 from fomm_kp.video import VideoWriter, iter_frames, resize_frame
 
 __all__ = ["Motifs", "find_motifs", "write_motif_examples"]
@@ -199,12 +199,14 @@ def write_motif_examples(
     videos: Sequence[str | os.PathLike | None] | None = None,
     write_clips: bool = True,
 ) -> dict[str, Path]:
-    """Write ``motifs.csv`` (every window's motif) and per motif an example clip ``motif_XX.mp4``.
+    """Write ``motifs.csv`` (every window's motif), the motifs as a classifier
+    (``motifs_classifier.npz``) and per motif an example clip ``motif_XX.mp4``, all at once (written
+    beside ``out_dir`` and moved in at the end, so a failure leaves nothing).
 
     The examples are the ``per_motif`` windows nearest the motif centre that do not overlap each
     other, shown one after another with a short black gap and the motif name. ``videos`` gives
     the video of each Features (default: their ``video`` fields). Returns the written paths by
-    role: ``motifs_csv`` and ``motif:XX``.
+    role: ``motifs_csv``, ``classifier`` and ``motif:XX``.
     """
     parts = [features] if isinstance(features, Features) else list(features)
     if len(motifs.labels) != sum(p.num_windows for p in parts):
@@ -213,15 +215,16 @@ def write_motif_examples(
     video_paths = list(videos) if videos is not None else [p.video for p in parts]
     if len(video_paths) != len(parts):
         raise FommError(f"{len(video_paths)} videos given for {len(parts)} feature tables")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {"motifs_csv": _write_table(out / "motifs.csv", motifs, parts, offsets)}
-    if write_clips:
-        for m in range(motifs.k):
-            chosen = _examples(motifs, parts, offsets, m, per_motif)
-            fps = parts[chosen[0][0]].fps if chosen else 30.0
-            written[f"motif:{m:02d}"] = _write_clip(out / f"motif_{m:02d}.mp4", f"motif{m:02d}", chosen, video_paths, fps)
-    return written
+    with staged_folder(out_dir) as out:
+        written = {"motifs_csv": _write_table(out / "motifs.csv", motifs, parts, offsets),
+                   "classifier": save_classifier(motifs.to_classifier(), out / "motifs_classifier.npz")}
+        if write_clips:
+            for m in range(motifs.k):
+                chosen = _examples(motifs, parts, offsets, m, per_motif)
+                fps = parts[chosen[0][0]].fps if chosen else 30.0
+                written[f"motif:{m:02d}"] = _write_clip(out / f"motif_{m:02d}.mp4", f"motif{m:02d}", chosen, video_paths,
+                                                        fps)
+    return rebased(written, out, Path(out_dir))
 
 
 def _label_frame(frame: np.ndarray, text: str) -> np.ndarray:

@@ -28,9 +28,9 @@ import numpy as np
 from fomm_kp.behaviour.classifiers import Classifier, load_classifier
 from fomm_kp.behaviour.frame_labels import FrameLabels, classify
 from fomm_kp.behaviour.plots import plot_ethogram, plot_group_boxes, plot_time_budget
-from fomm_kp.behaviour.score import VideoScore, compare_groups, read_groups, score_video
+from fomm_kp.behaviour.score import VideoScore, check_groups, compare_groups, read_groups, score_video
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, read_text, rebased, staged_folder
 from fomm_kp.progress import Progress, report
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import load_tracks
@@ -122,13 +122,19 @@ def score_labels(
     out_dir: str | os.PathLike,
     groups: Mapping[str, str] | str | os.PathLike | None = None,
 ) -> ScoreReport:
-    """Score per-frame labels of many videos (by name) and write the report and plots into ``out_dir``."""
+    """Score per-frame labels of many videos (by name) and write the report and plots into ``out_dir``
+    (all at once: they are written beside it and moved in at the end, so a failure leaves nothing)."""
     results = _checked(results)
     group_of = dict(read_groups(groups) if isinstance(groups, (str, os.PathLike)) else groups or {})
     scores = [score_video(r, name) for name, r in results.items()]
     comparisons = compare_groups(scores, group_of) if group_of else []
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out_dir) as out:
+        written = _write_report(out, results, scores, group_of, comparisons)
+    return rebased(written, out, Path(out_dir))
+
+
+def _write_report(out: Path, results: dict[str, FrameLabels], scores: list[VideoScore], group_of: dict[str, str],
+                  comparisons: list[dict]) -> ScoreReport:
     ethograms = {name: plot_ethogram(r, out / "ethograms" / f"{name}.png", title=f"ethogram: {name}")
                  for name, r in results.items()}
     per_frame = {name: r.to_csv(out / "per_frame" / f"{name}.csv") for name, r in results.items()}
@@ -163,8 +169,7 @@ def _expand_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) ->
 
 
 def _is_frame_labels_csv(path: Path) -> bool:
-    with open(path, newline="") as fh:
-        header = fh.readline().strip().split(",")
+    header = read_text(path, "CSV").partition("\n")[0].strip().split(",")
     return "frame" in header and "label" in header
 
 
@@ -213,6 +218,8 @@ def score(
     clf = load_classifier(classifier) if isinstance(classifier, (str, os.PathLike)) else classifier
     paths = _expand_sources(sources)
     group_of = read_groups(groups) if isinstance(groups, (str, os.PathLike)) else groups
+    if group_of:  # a groups file that names none of the sources is refused before any work
+        check_groups(group_of, [path.stem for path in paths])
     results: dict[str, FrameLabels] = {}
     for i, path in enumerate(paths):
         name = path.stem

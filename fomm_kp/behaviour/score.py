@@ -10,6 +10,7 @@ p over behaviours. The files of a study's report are written by :mod:`fomm_kp.be
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -22,8 +23,9 @@ from scipy.stats import mannwhitneyu
 
 from fomm_kp.behaviour.frame_labels import FrameLabels, bouts
 from fomm_kp.errors import FommError
+from fomm_kp.files import read_text
 
-__all__ = ["METRICS", "BehaviourStats", "VideoScore", "score_video", "compare_groups", "read_groups"]
+__all__ = ["METRICS", "BehaviourStats", "VideoScore", "score_video", "check_groups", "compare_groups", "read_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ def read_groups(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise FommError(f"groups file not found: {path}")
-    with open(path, newline="") as fh:
+    with io.StringIO(read_text(path, "groups CSV"), newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"video", "group"} <= set(reader.fieldnames):
             raise FommError(f"{path} must have columns video,group (has {reader.fieldnames})")
@@ -132,6 +134,16 @@ def _holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
+def check_groups(groups: Mapping[str, str], videos: Sequence[str]) -> None:
+    """Every scored video must have a group, and there must be at least two groups to compare."""
+    missing = [name for name in videos if name not in groups]
+    if missing:
+        raise FommError(f"the groups file does not list {len(missing)} scored video(s), e.g. '{missing[0]}'")
+    names = sorted({groups[name] for name in videos})
+    if len(names) < 2:
+        raise FommError(f"need at least 2 groups to compare, got {names}")
+
+
 def compare_groups(scores: Sequence[VideoScore], groups: Mapping[str, str]) -> list[dict]:
     """Mann–Whitney U per behaviour and metric for every pair of groups.
 
@@ -139,12 +151,8 @@ def compare_groups(scores: Sequence[VideoScore], groups: Mapping[str, str]) -> l
     p, p_holm, rank_biserial``; ``rank_biserial = 2U/(n_a n_b) − 1`` is positive when group a
     tends higher. ``p_holm`` adjusts over the behaviours of one metric and group pair.
     """
-    missing = [s.name for s in scores if s.name not in groups]
-    if missing:
-        raise FommError(f"the groups file does not list {len(missing)} scored video(s), e.g. '{missing[0]}'")
+    check_groups(groups, [s.name for s in scores])
     names = sorted({groups[s.name] for s in scores})
-    if len(names) < 2:
-        raise FommError(f"need at least 2 groups to compare, got {names}")
     classes = scores[0].classes
     rows: list[dict] = []
     for metric in METRICS:

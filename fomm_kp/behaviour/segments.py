@@ -4,6 +4,7 @@ labels they give to windows."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import read_text
 
 __all__ = ["Segment", "read_segments", "video_key", "window_labels"]
 
@@ -38,7 +40,7 @@ def read_segments(path: str | os.PathLike) -> list[Segment]:
     if not path.is_file():
         raise FommError(f"labels file not found: {path}")
     segments = []
-    with open(path, newline="") as fh:
+    with io.StringIO(read_text(path, "labels CSV"), newline="") as fh:
         reader = csv.DictReader(fh)
         needed = {"video", "start_frame", "end_frame", "label"}
         if reader.fieldnames is None or not needed <= set(reader.fieldnames):

@@ -10,9 +10,11 @@ import typer
 from fomm_kp.animation.render import PanelOptions, TransferOptions
 from fomm_kp.animation.render import animate as animate_fn
 from fomm_kp.cli.app import app, console, progress_bar
-from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.cli.options import check_device, check_suffix
+from fomm_kp.errors import FommError
+from fomm_kp.files import check_outputs
 from fomm_kp.runtime import Model
-from fomm_kp.video import FrameRange
+from fomm_kp.video import IMAGE_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
 
 @app.command()
@@ -35,7 +37,10 @@ def animate(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
 ) -> None:
     """Animate SOURCE with the motion of DRIVING (First Order Motion Model motion transfer)."""
-    refuse_overwriting_inputs({"--out": out}, [source, driving, checkpoint])
+    check_suffix("--out", out, WRITABLE_VIDEO_SUFFIXES)
+    check_device(device)
+    check_outputs({"--out": out}, [source, driving, checkpoint])
+    _check_frames(source, driving, source_frame, FrameRange(start, stop, stride))
     transfer = TransferOptions(relative=relative, adapt_scale=adapt_scale, best_frame=best_frame)
     panels = PanelOptions(side_by_side=side_by_side, show_keypoints=keypoints, size=size)
     model = Model.load(checkpoint, device=device)
@@ -44,3 +49,14 @@ def animate(
                             batch_size, update)
     console.print(f"wrote {result.num_frames} frames ({result.frame_size[0]}x{result.frame_size[1]}) -> {result.path}; "
                   f"reference driving frame {result.reference_frame}, movement scale {result.movement_scale:.2f}")
+
+
+def _check_frames(source: Path, driving: Path, source_frame: int, frames: FrameRange) -> None:
+    """The source frame and some driving frames must exist (checked before the model is loaded)."""
+    if source.suffix.lower() not in IMAGE_SUFFIXES:
+        count = probe(source).num_frames
+        if source_frame >= count:
+            raise FommError(f"--source-frame {source_frame} is past the end of {source} ({count} frames)")
+    count = probe(driving).num_frames
+    if not frames.indices(count):
+        raise FommError(f"no driving frames in {driving} (start={frames.start}, stop={frames.stop}, frames={count})")

@@ -9,6 +9,8 @@ stdout stays clean for results.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from typing import Iterator, Mapping
 
 import typer
@@ -17,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fomm_kp.progress import Update
 
-__all__ = ["app", "evaluate_app", "console", "results", "progress_bar"]
+__all__ = ["app", "evaluate_app", "console", "results", "progress_bar", "working", "LogGate", "gated_logging",
+           "begin_work"]
 
 app = typer.Typer(
     name="fomm-kp",
@@ -41,19 +44,95 @@ def _loss_text(losses: Mapping[str, float]) -> str:
     return f"loss {losses.get('total', float('nan')):.4f}{detail}"
 
 
+class LogGate(logging.Handler):
+    """Log lines on stderr, held back until the command's work begins (:func:`begin_work`).
+
+    A command checks its inputs first; what the library logs meanwhile (the device chosen, a
+    backend picked) is written once the work begins or the command succeeds, and dropped when an
+    input is refused, so that a refusal is one ``error:`` line and nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.held: list[logging.LogRecord] = []
+        self.passing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.passing:
+            self.held.append(record)
+            return
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # pragma: no cover - a closed stderr
+            self.handleError(record)
+
+    def let_through(self) -> None:
+        """Write what was held and let later lines through."""
+        self.passing = True
+        held, self.held = self.held, []
+        for record in held:
+            self.emit(record)
+
+    def discard(self) -> None:
+        self.held = []
+
+
+@contextlib.contextmanager
+def gated_logging() -> Iterator[LogGate]:
+    """INFO logging to stderr through a :class:`LogGate` (and Python warnings with it) for one command."""
+    root = logging.getLogger()
+    gate, level = LogGate(), root.level
+    root.addHandler(gate)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield gate
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(gate)
+        root.setLevel(level)
+
+
+def begin_work() -> None:
+    """The inputs are checked and the work begins: log lines held so far are written, later ones at once."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LogGate):
+            handler.let_through()
+
+
+@contextlib.contextmanager
+def working(description: str) -> Iterator[None]:
+    """A spinner on stderr (terminals only) for work without steps; the work begins (:func:`begin_work`)."""
+    begin_work()
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(description):
+        yield
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, transient: bool = False) -> Iterator:
     """A progress bar on stderr; yields the callback (:data:`fomm_kp.progress.Progress`) that moves it.
 
     The bar shows the update's stage (else ``description``), n/total, smoothed losses when there are
-    any, elapsed and remaining time."""
+    any, elapsed and remaining time. It is drawn on terminals only (elsewhere the log lines tell the
+    progress), and removed when the work fails, so that the error line stands alone. The first update
+    begins the work (:func:`begin_work`): what goes wrong while the job still reads and checks its
+    inputs is one error line, without the log lines held until then."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=transient) as bar:
+    with Progress(*columns, console=console, transient=transient, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=None, info="")
 
         def update(step: Update) -> None:
+            begin_work()
             bar.update(task, completed=step.done, total=step.total, description=step.stage or description,
                        info=_loss_text(step.losses))
 
-        yield update
+        try:
+            yield update
+        except BaseException:
+            bar.live.transient = True
+            raise

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fomm_kp.behaviour.classifiers import load_classifier, save_classifier
+from fomm_kp.behaviour.classifiers import KINDS, load_classifier, save_classifier
 from fomm_kp.behaviour.features import (
     Features,
     is_features_file,
@@ -20,17 +20,22 @@ from fomm_kp.behaviour.features import (
 from fomm_kp.behaviour.fitting import fit_classifier, fit_from_clips
 from fomm_kp.behaviour.frame_labels import classify as classify_source
 from fomm_kp.behaviour.frame_labels import rank_labels
-from fomm_kp.behaviour.motifs import find_motifs, write_motif_examples
+from fomm_kp.behaviour.motifs import METHODS, find_motifs, write_motif_examples
 from fomm_kp.behaviour.plots import plot_keypoint_spectrogram
 from fomm_kp.behaviour.report import score as score_study
 from fomm_kp.behaviour.signals import resolve_config
 from fomm_kp.behaviour.windows import FeatureConfig
-from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.options import check_choice, check_option, check_suffix
 from fomm_kp.errors import FommError
-from fomm_kp.files import refuse_folder_holding_inputs, refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import load_model, track
 from fomm_kp.tracks import Tracks, load_tracks
-from fomm_kp.video import VIDEO_SUFFIXES
+from fomm_kp.settings import integer, number
+from fomm_kp.video import VIDEO_SUFFIXES, probe
+
+FEATURE_SUFFIXES = (".npz", ".csv")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def feature_config(window: Optional[List[float]], stride: float, egocentric: bool = True,
@@ -46,7 +51,8 @@ def _load_tracks_or_video(path: Path, checkpoint: Optional[Path]) -> Tracks:
         return load_tracks(path)
     if checkpoint is None:
         raise FommError(f"{path} is a video: pass --checkpoint to track it, or give its tracks file")
-    with console.status(f"tracking {path.name}"):
+    probe(path)
+    with working(f"tracking {path.name}"):
         return track(path, load_model(checkpoint))
 
 
@@ -61,14 +67,18 @@ def features(
     spectrogram: Optional[Path] = typer.Option(None, help="also write a wavelet spectrogram PNG here"),
 ) -> None:
     """Motion and frequency features of keypoint tracks over sliding windows."""
-    refuse_overwriting_inputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
+    check_suffix("--out", out, FEATURE_SUFFIXES)
+    check_suffix("--spectrogram", spectrogram, PLOT_SUFFIXES)
+    check_outputs({"--out": out, "--spectrogram": spectrogram}, [tracks])
     data = load_tracks(tracks)
     config = feature_config(window, stride, egocentric, wavelet_freqs)
     feats = motion_features(data, config)
-    save_features(feats, out)
+    with all_or_nothing(out, spectrogram):
+        save_features(feats, out)
+        if spectrogram is not None:
+            plot_keypoint_spectrogram(data, spectrogram, config)
     console.print(f"{feats.num_windows} windows x {feats.num_features} features -> {out}")
     if spectrogram is not None:
-        plot_keypoint_spectrogram(data, spectrogram, config)
         console.print(f"spectrogram -> {spectrogram}")
 
 
@@ -93,8 +103,10 @@ def fit(
     stride: float = typer.Option(0.25, help="seconds between window centres"),
 ) -> None:
     """Fit a few-shot behaviour classifier from labelled segments or example clips."""
+    check_suffix("--out", out, (".npz",))
+    check_choice("--kind", kind, KINDS)
     clip_files = [item.partition("=")[2] or None for item in clip or []]
-    refuse_overwriting_inputs({"--out": out}, [*(data or []), labels, *clip_files])
+    check_outputs({"--out": out}, [*(data or []), labels, *clip_files])
     config = feature_config(window, stride)
     if clip:
         if labels is not None or data:
@@ -117,7 +129,9 @@ def classify(
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
 ) -> None:
     """Label a video: behaviours ranked by probability, optionally every frame to a CSV."""
-    refuse_overwriting_inputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
+    check_option("--min-bout", min_bout, number(0.0))
+    check_suffix("--per-frame", per_frame, (".csv",))
+    check_outputs({"--per-frame": per_frame}, [source, classifier, checkpoint])
     clf = load_classifier(classifier)
     result = classify_source(_load_tracks_or_video(source, checkpoint), clf, min_bout_seconds=min_bout)
     table = Table(title=f"{source.name}: {len(result.frame_indices)} frames")
@@ -142,7 +156,9 @@ def score(
     min_bout: float = typer.Option(0.0, help="merge bouts shorter than this many seconds"),
 ) -> None:
     """Score a study: ethograms, time budgets, bouts, latencies, transitions, group comparison."""
+    check_option("--min-bout", min_bout, number(0.0))
     refuse_folder_holding_inputs("--out", out, [*sources, classifier, groups, checkpoint])
+    check_output_folder(out, "report.json")
     with progress_bar("labelling", transient=True) as update:
         written = score_study([str(s) for s in sources], out, classifier=classifier, groups=groups,
                               checkpoint=checkpoint, min_bout_seconds=min_bout, progress=update)
@@ -162,14 +178,22 @@ def motifs(
     clips: bool = typer.Option(True, help="write an example clip per motif (needs the videos)"),
 ) -> None:
     """Find unlabelled motifs: cluster feature windows and write example clips to name them."""
+    check_option("--k-min", k_min, integer(2))
+    check_option("--k-max", k_max, integer(k_min))
+    check_choice("--method", method, METHODS)
+    check_option("--examples", examples, integer(0))
     refuse_folder_holding_inputs("--out", out, sources)
+    check_output_folder(out, "motifs.csv")
     feats = [load_features(path) for path in sources if is_features_file(path)]
     tracks = [load_tracks(path) for path in sources if not is_features_file(path)]
+    missing = [source.video for source in [*feats, *tracks] if not source.video or not Path(source.video).is_file()]
+    if clips and missing:
+        raise FommError(f"the example clips need the videos of the tracks: '{missing[0]}' not found "
+                        "(run from the folder the tracks name them from, or pass --no-clips)")
     if tracks:
         config = resolve_config(tracks)
         feats += [motion_features(t, config) for t in tracks]
-    with console.status("clustering"):
+    with working("clustering"):
         found = find_motifs(feats, k_range=(k_min, k_max), method=method)
     written = write_motif_examples(found, feats, out, per_motif=examples, write_clips=clips)
-    save_classifier(found.to_classifier(), out / "motifs_classifier.npz")
-    console.print(f"{found.k} motifs ({method}) -> {written['motifs_csv']}; classifier -> {out / 'motifs_classifier.npz'}")
+    console.print(f"{found.k} motifs ({method}) -> {written['motifs_csv']}; classifier -> {written['classifier']}")

@@ -9,26 +9,32 @@ from typing import Optional
 
 import typer
 
-from fomm_kp.cli.app import app, console, progress_bar, results
+from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.options import check_device, check_option, check_suffix
 from fomm_kp.deploy.distill import DistillConfig
 from fomm_kp.deploy.distill import distill as run_distill
 from fomm_kp.deploy.export import OnnxOptions
 from fomm_kp.deploy.export import export as run_export
 from fomm_kp.deploy.tensorrt import EngineOptions
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write, refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, atomic_write, check_outputs
+from fomm_kp.video import probe
 from fomm_kp.models.student import StudentConfig, student_config_for
-from fomm_kp.runtime.networks import load_detector
+from fomm_kp.optional import require
+from fomm_kp.runtime.backends import require_tensorrt
+from fomm_kp.runtime.networks import LoadedDetector, load_detector
+from fomm_kp.runtime.onnx_graph import MAX_OPSET, MIN_OPSET
+from fomm_kp.settings import SEED, integer, number
 from fomm_kp.training.clips import training_clips
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def _scaled_student(teacher: Path, width: float) -> Optional[StudentConfig]:
+def _scaled_student(teacher: LoadedDetector, width: float) -> Optional[StudentConfig]:
     """The default student of ``teacher`` with its channel widths multiplied by ``width`` (None: 1)."""
     if width == 1.0:
         return None
-    base = student_config_for(load_detector(teacher).config.model.detector)
+    base = student_config_for(teacher.config.model.detector)
     return dataclasses.replace(
         base, widths=tuple(max(8, int(round(w * width / 8)) * 8) for w in StudentConfig().widths),
         decoder_width=max(8, int(round(StudentConfig().decoder_width * width / 8)) * 8))
@@ -51,16 +57,22 @@ def distill(
     report: Optional[Path] = typer.Option(None, help="Also write the disagreement report as JSON."),
 ) -> None:
     """Distil the teacher's detector into a small, fast student; report their disagreement on held-out frames."""
-    refuse_overwriting_inputs({"--out": out, "--report": report}, [*videos, teacher])
-    for video in videos:
-        if not video.exists():
-            raise FommError(f"video not found: {video}")
+    check_option("--minutes", minutes, number(above=0.0))
+    check_option("--width", width, number(0.25, 8.0))
+    check_option("--seed", seed, SEED)
+    check_device(device)
+    check_suffix("--report", report, (".json",))
     clips = training_clips(videos)
+    check_outputs({"--out": out, "--report": report}, [*clips, teacher])
+    for clip in clips:
+        probe(clip)
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
-    student_config = _scaled_student(teacher, width)
-    with progress_bar("distilling") as update:
+    student_config = _scaled_student(load_detector(teacher), width)  # reads (and checks) the teacher before any work
+    with all_or_nothing(out, report), progress_bar("distilling") as update:
         result = run_distill(clips, teacher, out, config, student_config, device, update)
+        if report is not None:
+            atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(result.report, indent=2)))
     r = result.report
     held = r["heldout"]
     results.print(f"student -> {result.checkpoint}: {r['student_gflops']:.3f} GFLOPs/frame "
@@ -70,7 +82,6 @@ def distill(
                   f"{held['px256']['mean']:.2f} px mean, {held['px256']['median']:.2f} median, "
                   f"{held['px256']['p95']:.2f} p95 (256-px crop); {held['px_frame']['mean']:.2f} px mean in the video frame")
     if report is not None:
-        atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(r, indent=2)))
         console.print(f"report -> {report}")
 
 
@@ -87,17 +98,21 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (TensorRT 8.5 / JetPack 5 parses up to 17)."),
 ) -> None:
     """Export a detector to ONNX (checked, compared with PyTorch) and optionally build a TensorRT engine."""
-    if onnx.suffix.lower() != ".onnx":
-        raise FommError(f"--onnx {onnx}: the file name must end in .onnx")
-    if tensorrt is not None and tensorrt.suffix.lower() not in ENGINE_SUFFIXES:
-        raise FommError(f"--tensorrt {tensorrt}: the file name must end in {', '.join(ENGINE_SUFFIXES)}")
-    refuse_overwriting_inputs({"--onnx": onnx, "--tensorrt": tensorrt}, [checkpoint, video])
+    check_suffix("--onnx", onnx, (".onnx",))
+    check_suffix("--tensorrt", tensorrt, ENGINE_SUFFIXES)
+    check_option("--opset", opset, integer(MIN_OPSET, MAX_OPSET))
+    check_outputs({"--onnx": onnx, "--tensorrt": tensorrt}, [checkpoint, video])
     if fp16 and int8:
         raise FommError("choose one of --fp16 and --int8")
     if (fp16 or int8) and tensorrt is None:
         raise FommError("--fp16/--int8 set the TensorRT engine's precision: add --tensorrt MODEL.engine")
     options = OnnxOptions(opset=opset, dynamic_batch=batch is None, batch_size=batch or 1)
     engine = EngineOptions(precision="int8" if int8 else "fp16", video=video, max_batch=max_batch)
-    report = run_export(checkpoint, onnx, tensorrt, options, engine,
-                        progress=lambda update: console.print(f"[dim]{update.stage}[/dim]"))
+    for module in ("onnx", "onnxruntime"):
+        require(module, "fomm-kp export")
+    if tensorrt is not None:
+        require_tensorrt()
+    load_detector(checkpoint)  # read (and checked) before any work
+    with working("exporting"):
+        report = run_export(checkpoint, onnx, tensorrt, options, engine)
     results.print(report.format())

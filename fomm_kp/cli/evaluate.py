@@ -9,16 +9,23 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fomm_kp.cli.app import console, evaluate_app, progress_bar, results
+from fomm_kp.behaviour.classifiers import KINDS
+from fomm_kp.cli.app import console, evaluate_app, progress_bar, results, working
+from fomm_kp.cli.options import check_choice, check_device, check_option, check_suffix
 from fomm_kp.cli.behaviour import feature_config
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.behaviour import evaluate_behaviour as run_behaviour
 from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation, save_evaluation
+from fomm_kp.evaluation.landmarks import BACKENDS as LANDMARK_BACKENDS
+from fomm_kp.evaluation.landmarks import check_landmarks
 from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, RESOLUTIONS, evaluate_reconstruction
-from fomm_kp.files import atomic_write, refuse_overwriting_inputs
+from fomm_kp.files import atomic_write, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import Model
-from fomm_kp.video import FrameRange
+from fomm_kp.runtime.loading import require_backend
+from fomm_kp.settings import integer
+from fomm_kp.tracks.io import require_format
+from fomm_kp.video import FrameRange, probe
 
 
 @evaluate_app.command("keypoints")
@@ -41,7 +48,13 @@ def keypoints(
     the best single keypoint per part and the mean-pose, blob-moment and thumbnail baselines."""
     if fold_mode not in ("shuffled", "blocks"):
         raise FommError(f"--fold-mode must be 'shuffled' or 'blocks', got '{fold_mode}'")
-    refuse_overwriting_inputs({"--json": json_out}, [labels, checkpoint, tracks, video])
+    check_option("--folds", folds, integer(2))
+    check_suffix("--json", json_out, (".json",))
+    check_outputs({"--json": json_out}, [labels, checkpoint, tracks, video])
+    for path in (labels, tracks):
+        require_format(path)
+    if checkpoint is not None:
+        require_backend("auto", checkpoint)
     protocol = CrossValidation(folds=folds, fold_mode=fold_mode, use_confidence=confidence)
     with progress_bar("detecting", transient=True) as update:
         evaluation = evaluate_labels(labels, checkpoint=checkpoint, tracks=tracks, video=video, untrained=untrained,
@@ -84,9 +97,15 @@ def reconstruction(
 ) -> None:
     """Reconstruction L1 (and for faces AKD, missing-keypoint rate and AED) with the FOMM papers' protocol,
     beside copying the source frame."""
-    if resolution not in RESOLUTIONS:
-        raise FommError(f"--resolution must be one of {', '.join(RESOLUTIONS)}, got '{resolution}'")
-    refuse_overwriting_inputs({"--out": out}, [*videos, checkpoint])
+    check_choice("--landmarks", landmarks, ("none", *LANDMARK_BACKENDS))
+    check_choice("--resolution", resolution, RESOLUTIONS)
+    if landmarks != "none":
+        check_landmarks(landmarks)
+    check_suffix("--out", out, (".json",))
+    check_device(device)
+    check_outputs({"--out": out}, [*videos, checkpoint])
+    for video in videos:
+        probe(video)
     model = Model.load(checkpoint, device=device)
     identity = "dlib" if (aed if aed is not None else landmarks != "none") else None
     with progress_bar("reconstructing") as update:
@@ -139,9 +158,15 @@ def behaviour(
     stride: float = typer.Option(0.25, help="seconds between window centres"),
 ) -> None:
     """N-way K-shot episodes and leave-one-group-out: keypoint features vs a pixel baseline."""
-    with console.status("evaluating"):
+    check_option("--episodes", episodes, integer(1))
+    check_option("--shots", shots, integer(1))
+    check_choice("--kind", kind, KINDS)
+    refuse_folder_holding_inputs("--out", out, [table, tracks_dir])
+    check_output_folder(out, "results.json")
+    config = feature_config(window, stride)
+    with working("evaluating"):
         found = run_behaviour(table, out, tracks_dir=tracks_dir, pixel=pixel, keypoints=keypoints,
                               shots=shots or (1, 2, 4), episodes=episodes, kinds=kind or ("prototype",),
-                              config=feature_config(window, stride))
+                              config=config)
     results.print(_episodes_table(found, f"{table.name}: {found['clips']} clips, clip-level, {episodes} episodes"))
     console.print(f"results -> {out / 'results.json'}")

@@ -9,31 +9,22 @@ import typer
 
 from fomm_kp import api
 from fomm_kp import demo as demo_module
-from fomm_kp.cli.app import app, console, progress_bar, results
-from fomm_kp.config import load_config
+from fomm_kp.cli.app import app, console, progress_bar, results, working
+from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box
+from fomm_kp.config import BUILTIN_CONFIGS, load_config
 from fomm_kp.errors import FommError, Interrupted
-from fomm_kp.files import refuse_overwriting_inputs
+from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs
 from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
+from fomm_kp.runtime.loading import require_backend
+from fomm_kp.settings import SEED, integer, number
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES
+from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES, require_format
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.clips import training_clips
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
-
-
-def _parse_box(text: Optional[str]) -> Optional[list[float]]:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'") from None
-    if len(values) != 4:
-        raise FommError(f"--crop must be four numbers x0,y0,x1,y1, got '{text}'")
-    return values
 
 
 def train_with_progress(video: Path | list[Path], out: Path, **kwargs) -> api.Model:
@@ -64,14 +55,22 @@ def train(
 ) -> None:
     """Train a keypoint detector on one video or several, self-supervised (no labels)."""
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
-    box = _parse_box(crop)
+    check_option("--steps", steps, integer(1))
+    check_option("--minutes", minutes, number(above=0.0))
+    check_option("--seed", seed, SEED)
+    check_device(device)
+    if resume and overwrite:
+        raise FommError("choose one of --resume and --overwrite")
+    box = parse_box(crop)
     clips = training_clips(videos)
     for clip in clips:
-        probe(clip)
+        box_in_frame(box, probe(clip))
     checkpoint = out / "checkpoint.pt"
+    config_file = config if config is not None and config not in BUILTIN_CONFIGS else None
+    check_outputs({"--out": checkpoint, "preview": out / "preview.png"}, [*clips, config_file])
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
-    api.check_out_dir(checkpoint, existing, config is not None)
     loaded = None if resume else load_config(config)
+    api.run_config(checkpoint, config if resume else loaded, existing, {"steps": steps, "minutes": minutes, "seed": seed})
     try:
         model = train_with_progress(clips, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
@@ -104,29 +103,35 @@ def track(
     # error line and no output file.
     if localize not in (None, "on", "off", "auto"):
         raise FommError(f"--localize must be on, off or auto, got '{localize}'")
-    box = _parse_box(crop)
+    check_device(device)
+    box = parse_box(crop)
+    if smooth and (smooth < 3 or smooth % 2 == 0 or smooth > 1001):
+        raise FommError(f"--smooth must be 0 (off) or an odd number of frames from 3 to 1001, got {smooth}")
     smoothing = Smoothing(window=smooth) if smooth else None
-    for path, kind, suffixes in ((out, "--out", WRITABLE_TRACK_SUFFIXES), (csv, "--csv", (".csv",)),
-                                 (overlay, "--overlay", WRITABLE_VIDEO_SUFFIXES)):
-        if path is not None and path.suffix.lower() not in suffixes:
-            raise FommError(f"{kind} {path}: use one of {', '.join(suffixes)}")
-    refuse_overwriting_inputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
+    check_suffix("--out", out, WRITABLE_TRACK_SUFFIXES)
+    check_suffix("--csv", csv, (".csv",))
+    check_suffix("--overlay", overlay, WRITABLE_VIDEO_SUFFIXES)
+    check_outputs({"--out": out, "--csv": csv, "--overlay": overlay}, [video, checkpoint, engine])
+    require_format(out)
+    require_backend(backend, checkpoint)
     info = probe(video)
+    box_in_frame(box, info)
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
     # With smoothing, the tracks are smoothed before anything is written, and the overlay drawn from them.
-    tracks = track_with_progress(video, model, out=None if smoothing else out, overlay=None if smoothing else overlay,
-                                 crop=box, localize=localize, frames=FrameRange(start, stop, stride),
-                                 batch_size=batch_size)
-    if smoothing is not None:
-        tracks = smooth_tracks(tracks, smoothing)
-        save_tracks(tracks, out)
-        if overlay is not None:
-            with console.status("drawing the overlay"):
-                write_overlay(tracks, video, overlay)
-    if csv is not None:
-        save_tracks(tracks, csv)
+    with all_or_nothing(out, overlay, csv):
+        tracks = track_with_progress(video, model, out=None if smoothing else out,
+                                     overlay=None if smoothing else overlay, crop=box, localize=localize,
+                                     frames=FrameRange(start, stop, stride), batch_size=batch_size)
+        if smoothing is not None:
+            tracks = smooth_tracks(tracks, smoothing)
+            save_tracks(tracks, out)
+            if overlay is not None:
+                with working("drawing the overlay"):
+                    write_overlay(tracks, video, overlay)
+        if csv is not None:
+            save_tracks(tracks, csv)
     where = OnSubject.from_data(tracks.metadata.get("on_subject", {}))
     console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
                   + (f", overlay {overlay}" if overlay else "") + (f" (smoothed over {smooth} frames)" if smooth else "")
@@ -140,6 +145,9 @@ def demo(
     steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's budget)."),
 ) -> None:
     """Train on the bundled sample clip, track it, animate it and score its behaviour."""
+    check_option("--minutes", minutes, number(above=0.0))
+    check_option("--steps", steps, integer(1))
+    check_output_folder(out, "tracks.npz")
     written = demo_module.run_demo(out, minutes=minutes, steps=steps,
                                    train_fn=train_with_progress, track_fn=track_with_progress)
     for name, path in written.items():

@@ -17,9 +17,11 @@ import numpy as np
 from fomm_kp.deploy.onnx_checks import OnnxCheck, check_onnx, compare_onnx
 from fomm_kp.deploy.tensorrt import EngineOptions, export_tensorrt, tensorrt_profile
 from fomm_kp.errors import FommError
+from fomm_kp.files import atomic_write
 from fomm_kp.progress import Progress, report
+from fomm_kp.runtime.backends import require_tensorrt
 from fomm_kp.runtime.networks import load_detector
-from fomm_kp.runtime.onnx_graph import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from fomm_kp.runtime.onnx_graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, export_onnx
 
 __all__ = ["OnnxOptions", "ExportReport", "export"]
 
@@ -43,8 +45,8 @@ class OnnxOptions:
     tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.opset < MIN_OPSET:
-            raise FommError(f"opset {self.opset} is too old: the detector needs opset >= {MIN_OPSET}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise FommError(f"opset must be an integer in [{MIN_OPSET}, {MAX_OPSET}], got {self.opset}")
         if self.batch_size < 1:
             raise FommError(f"batch size must be at least 1, got {self.batch_size}")
         if not np.isfinite(self.tolerance) or self.tolerance <= 0:
@@ -87,17 +89,20 @@ def export(
     """Export a teacher or student checkpoint to ONNX, check it, compare it with PyTorch, and build
     a TensorRT engine when ``tensorrt_path`` is given (TensorRT must be importable).
 
-    The ONNX file is written first; a failing check or comparison above ``onnx.tolerance`` raises
-    :class:`FommError` after the report is logged. INT8 calibration frames come from
-    ``engine.video`` (default: the video the model was trained on), cropped and resized as for tracking.
+    Files are written only when everything passed: a failing check, a comparison above
+    ``onnx.tolerance``, a missing TensorRT (checked first) or a failed engine build raises
+    :class:`FommError` and writes nothing. INT8 calibration frames come from ``engine.video``
+    (default: the video the model was trained on), cropped and resized as for tracking.
     """
     def say(step: int, text: str) -> None:
         log.info(text)
         report(progress, step, 3 if tensorrt_path is not None else 2, text)
 
+    if tensorrt_path is not None:
+        require_tensorrt()
     detector = load_detector(checkpoint)
     say(0, f"exporting the {detector.kind} detector of {checkpoint} (opset {onnx.opset})")
-    data = export_onnx(detector, onnx_path, onnx.opset, onnx.dynamic_batch, onnx.batch_size)
+    data = export_onnx(detector, None, onnx.opset, onnx.dynamic_batch, onnx.batch_size)
     check = check_onnx(data)
     say(1, "comparing PyTorch with ONNX Runtime")
     diffs = compare_onnx(detector, data)
@@ -105,15 +110,21 @@ def export(
                           onnx.dynamic_batch, check, diffs)
     log.info("%s", result.format())
     if check.checker_error is not None:
-        raise FommError(f"{onnx_path} fails the ONNX checker: {check.checker_error}")
+        raise FommError(f"the exported graph fails the ONNX checker: {check.checker_error}")
     worst = max(diffs.values())
     if not np.isfinite(worst) or worst > onnx.tolerance:
-        raise FommError(f"ONNX Runtime and PyTorch differ by {worst:.2e} (> {onnx.tolerance:g}) on {onnx_path}")
+        raise FommError(f"ONNX Runtime and PyTorch differ by {worst:.2e} (> {onnx.tolerance:g}): nothing written")
     if tensorrt_path is not None:
         if check.tensorrt_errors:
-            raise FommError(f"{onnx_path} exceeds TensorRT 8.5's limits: {check.tensorrt_errors[0]}")
+            raise FommError(f"the exported graph exceeds TensorRT 8.5's limits: {check.tensorrt_errors[0]}")
         say(2, f"building the TensorRT engine ({engine.precision})")
         export_tensorrt(detector, data, tensorrt_path, engine,
                         tensorrt_profile(onnx.dynamic_batch, onnx.batch_size, engine.max_batch))
         result.engine_path, result.precision = Path(tensorrt_path), engine.precision
+    try:
+        atomic_write(onnx_path, lambda tmp: Path(tmp).write_bytes(data))
+    except BaseException:
+        if tensorrt_path is not None and Path(tensorrt_path).exists():
+            os.remove(tensorrt_path)  # the engine was written by this call: all or nothing
+        raise
     return result

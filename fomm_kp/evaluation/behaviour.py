@@ -29,8 +29,8 @@ from fomm_kp.behaviour.classifiers import ClassifierOptions, fit_window_classifi
 from fomm_kp.behaviour.plots import plot_confusion
 from fomm_kp.behaviour.windows import FeatureConfig
 from fomm_kp.errors import FommError
-from fomm_kp.evaluation.clips import Clip, keypoint_clips, pixel_clips, read_clip_table
-from fomm_kp.files import atomic_write
+from fomm_kp.evaluation.clips import Clip, check_clip_videos, keypoint_clips, pixel_clips, read_clip_table
+from fomm_kp.files import atomic_write, staged_folder
 
 __all__ = ["EpisodeResult", "run_episodes", "leave_one_group_out", "evaluate_clip_set", "evaluate_behaviour"]
 
@@ -270,9 +270,9 @@ def evaluate_behaviour(
     """
     table = Path(table)
     rows = read_clip_table(table)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config = config or FeatureConfig()
+    if pixel:
+        check_clip_videos(rows, table.parent)
     sets: dict[str, list[Clip]] = {}
     if keypoints:
         sets["keypoints"] = keypoint_clips(rows, table.parent, tracks_dir, config)
@@ -281,7 +281,8 @@ def evaluate_behaviour(
     if not sets:
         raise FommError("nothing to evaluate: keypoints and pixel baseline are both off")
     results: dict = {"table": str(table), "clips": len(rows), "feature_config": config.to_dict()}
-    for name, clips in sets.items():
-        results[name] = evaluate_clip_set(clips, shots, kinds, episodes, seed, out, name)
-    atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+    with staged_folder(out_dir) as out:  # written beside out_dir and moved in at the end
+        for name, clips in sets.items():
+            results[name] = evaluate_clip_set(clips, shots, kinds, episodes, seed, out, name)
+        atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
     return results

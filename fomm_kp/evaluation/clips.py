@@ -20,7 +20,7 @@ from fomm_kp.tracks.io import TRACK_SUFFIXES
 from fomm_kp.video import iter_frames, probe
 
 __all__ = ["Clip", "motion_energy", "motion_energy_features", "pixel_features", "read_clip_table", "keypoint_clips",
-           "pixel_clips"]
+           "check_clip_videos", "pixel_clips"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,7 +149,10 @@ def read_clip_table(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FommError(f"clip table not found: {path}")
-    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except ValueError as exc:  # not UTF-8, not CSV, empty
+        raise FommError(f"{path} is not a clip table CSV ({' '.join(str(exc).split())[:120]})") from None
     needed = {"video", "start_frame", "end_frame", "label"}
     if not needed <= set(df.columns):
         raise FommError(f"{path} must have columns video,start_frame,end_frame,label (has {list(df.columns)})")
@@ -206,9 +209,21 @@ def keypoint_clips(rows: Sequence[dict], base_dir: str | os.PathLike, tracks_dir
     return [Clip(row["label"], motion_features(t, config), row["group"]) for row, t in pieces]
 
 
+def check_clip_videos(rows: Sequence[dict], base_dir: str | os.PathLike) -> None:
+    """Every row's frames must be in its video: checked for all rows before any frame is read."""
+    lengths: dict[Path, int] = {}
+    for row in rows:
+        video = _resolve(Path(base_dir), row["video"])
+        lengths.setdefault(video, probe(video).num_frames)
+        if row["end"] >= lengths[video]:
+            raise FommError(f"clip {row['video']} frames {row['start']}-{row['end']} ({row['label']}): "
+                            f"{video} has only {lengths[video]} frames")
+
+
 def pixel_clips(rows: Sequence[dict], base_dir: str | os.PathLike, config: FeatureConfig | None = None,
                 grid: tuple[int, int] = (4, 4)) -> list[Clip]:
     """Pixel-baseline clips: motion energy of each row's frames (and crop box) of its video."""
+    check_clip_videos(rows, base_dir)
     base = Path(base_dir)
     return [
         Clip(row["label"], pixel_features(_resolve(base, row["video"]), row["crop"], config, grid, row["start"], row["end"] + 1), row["group"])

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from fomm_kp.errors import FommError
-from fomm_kp.optional import available
+from fomm_kp.optional import available, require
 
 __all__ = [
     "LandmarkDetector",
@@ -41,6 +41,7 @@ __all__ = [
     "dlib_predictor_path",
     "face_model_file",
     "BACKENDS",
+    "check_landmarks",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,7 @@ class DlibLandmarks:
     name = "dlib 68-point shape predictor (iBUG 300-W; non-commercial model licence)"
 
     def __init__(self, upsample: int = 1) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise FommError(
-                "dlib is not installed: pip install dlib-bin face-recognition-models "
-                "(or pip install 'fomm_kp[faces]')"
-            ) from None
+        dlib = require("dlib", "face landmarks with dlib")
         path = dlib_predictor_path()
         if path is None:
             raise FommError(
@@ -140,7 +135,7 @@ class FaceAlignmentLandmarks:
 
     def __init__(self, device: str = "cpu") -> None:
         if not available("face_alignment"):
-            raise FommError("face-alignment is not installed: pip install face-alignment")
+            require("face_alignment", "face landmarks with face-alignment")
         fan, s3fd = face_alignment_weight_paths()
         missing = [p for p in (fan, s3fd) if not p.is_file()]
         if missing:
@@ -193,6 +188,30 @@ def landmark_detector(backend: str = "auto", device: str = "cpu") -> LandmarkDet
         return DlibLandmarks()
     fan, _ = face_alignment_weight_paths()
     raise FommError(
-        "no face landmark detector: pip install dlib-bin face-recognition-models (works offline), "
-        f"or pip install face-alignment and place {FAN_WEIGHTS} and {S3FD_WEIGHTS} in {fan.parent}"
+        'no face landmark detector: pip install "fomm_kp[faces]" (dlib, works offline), '
+        f'or pip install "fomm_kp[faces-fan]" and place {FAN_WEIGHTS} and {S3FD_WEIGHTS} in {fan.parent}'
     )
+
+
+def check_landmarks(backend: str) -> None:
+    """What :func:`landmark_detector` would refuse (unknown backend, package not installed, no model
+    files), checked without loading a model: one line naming what to install."""
+    if backend not in BACKENDS:
+        raise FommError(f"landmark backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    if backend == "dlib" or (backend == "auto" and not _face_alignment_ready() and available("dlib")):
+        require("dlib", "face landmarks with dlib")
+        if dlib_predictor_path() is None:
+            raise FommError(f"dlib's {DLIB_PREDICTOR} was not found: pip install face-recognition-models, "
+                            f"or set {DLIB_PREDICTOR_ENV} to the file")
+    elif backend == "face-alignment":
+        require("face_alignment", "face landmarks with face-alignment")
+        missing = [p for p in face_alignment_weight_paths() if not p.is_file()]
+        if missing:
+            raise FommError(f"face-alignment weights are missing ({', '.join(p.name for p in missing)}): place "
+                            f"{FAN_WEIGHTS} and {S3FD_WEIGHTS} in {missing[0].parent} (they are never downloaded here)")
+    elif backend == "auto" and not _face_alignment_ready():
+        fan, _ = face_alignment_weight_paths()
+        raise FommError(
+            'no face landmark detector: pip install "fomm_kp[faces]" (dlib, works offline), '
+            f'or pip install "fomm_kp[faces-fan]" and place {FAN_WEIGHTS} and {S3FD_WEIGHTS} in {fan.parent}'
+        )

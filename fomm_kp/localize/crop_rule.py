@@ -18,7 +18,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from fomm_kp.config import DataConfig, LocalizeConfig
-from fomm_kp.crops import CropSettings, Scene, check_box
+from fomm_kp.crops import CropSettings, Scene, check_box, check_box_in_frame
 from fomm_kp.localize.background import Background, estimate_background
 from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
 from fomm_kp.localize.decisions import decide, should_align
@@ -62,7 +62,7 @@ def subject_crops(
     """
     info = probe(video)
     if crop is not None:
-        box = np.asarray(check_box(crop), dtype=np.float64)
+        box = np.asarray(check_box_in_frame(crop, info.width, info.height, video), dtype=np.float64)
         return SubjectCrops(np.arange(info.num_frames), np.tile(box, (info.num_frames, 1)), np.ones(info.num_frames, bool))
     if data.localize == "off":
         return None

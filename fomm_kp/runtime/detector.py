@@ -21,7 +21,7 @@ from fomm_kp.crops import CropSettings, box_maps
 from fomm_kp.errors import FommError
 from fomm_kp.video import crop_frame, resize_frame
 
-__all__ = ["Detections", "Detector", "device_type", "choose_device", "detector_crops", "detections_in_frame"]
+__all__ = ["Detections", "Detector", "device_type", "check_device", "choose_device", "detector_crops", "detections_in_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,25 @@ def device_type(device: str | torch.device | None = None) -> str:
         raise FommError(f"device must be cpu, cuda or cuda:N, got '{device}'") from None
 
 
+def check_device(device: str | torch.device | None = None) -> str:
+    """The kind of the requested device (``cpu`` or ``cuda``), refusing what this machine cannot run
+    on (another kind, no GPU, a GPU index past the last); nothing is logged."""
+    kind = device_type(device)
+    if kind not in ("cpu", "cuda"):
+        raise FommError(f"device must be cpu, cuda or cuda:N, got '{device}'")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise FommError(f"device {device} was requested but torch sees no GPU")
+        index = None if device is None or device == "auto" else torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise FommError(f"device {device}: torch sees {torch.cuda.device_count()} GPU(s)")
+    return kind
+
+
 def choose_device(device: str | torch.device | None = None) -> torch.device:
     """The device, chosen once at the API boundary: the requested one, else CUDA when present, else CPU."""
-    kind = device_type(device)
+    kind = check_device(device)
     device = torch.device(kind if device is None or device == "auto" else device)
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise FommError("CUDA was requested but torch sees no GPU")
     log.info("device: %s", device)
     return device
 

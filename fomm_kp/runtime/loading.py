@@ -16,13 +16,14 @@ import torch
 
 from fomm_kp.checkpoint import Checkpoint, read_checkpoint
 from fomm_kp.errors import FommError
+from fomm_kp.optional import available, require
 from fomm_kp.runtime.backends import Backend, DetectorModel, OnnxBackend, TensorRTBackend, TorchBackend
 from fomm_kp.runtime.detector import Detector, choose_device, device_type
 from fomm_kp.runtime.model import Model
 from fomm_kp.runtime.networks import LoadedDetector, detector_network, load_detector
 from fomm_kp.runtime.onnx_graph import export_onnx, load_onnx, onnxruntime_available, read_onnx_metadata
 
-__all__ = ["BACKENDS", "resolve_backend", "load_model"]
+__all__ = ["BACKENDS", "resolve_backend", "require_backend", "load_model"]
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,19 @@ def resolve_backend(backend: str, kind: str, device: str | torch.device | None =
     if backend != "auto":
         return backend
     on_cpu = device_type(device) == "cpu"
-    chosen = "onnx" if kind == "student" and on_cpu and onnxruntime_available() else "torch"
+    chosen = "onnx" if kind == "student" and on_cpu and onnxruntime_available() and available("onnx") else "torch"
     log.info("backend auto -> %s (%s detector%s)", chosen, kind, ", CPU" if on_cpu else "")
     return chosen
+
+
+def require_backend(backend: str, checkpoint: str | os.PathLike) -> None:
+    """The optional packages the ``backend`` (or an ``.onnx`` model file) needs must be installed:
+    one line naming the ``deploy`` extra otherwise, before any work."""
+    if backend not in BACKENDS:
+        raise FommError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    if backend == "onnx" or Path(checkpoint).suffix.lower() == ".onnx":
+        for module in ("onnx", "onnxruntime"):
+            require(module, "running an ONNX model")
 
 
 def load_model(
@@ -94,7 +105,7 @@ def _from_onnx_file(source: Path, backend: str, engine: str | os.PathLike | None
                     device: str | torch.device | None, threads: int | None) -> DetectorModel:
     if not source.is_file():
         raise FommError(f"model file not found: {source}")
-    info = read_onnx_metadata(load_onnx(source))
+    info = read_onnx_metadata(load_onnx(source), source)
     chosen = "onnx" if backend == "auto" else resolve_backend(backend, info.kind, device)
     if chosen == "torch":
         raise FommError("an .onnx file runs on the onnx or tensorrt backend; give the checkpoint for torch")

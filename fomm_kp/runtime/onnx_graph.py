@@ -38,7 +38,7 @@ from fomm_kp.optional import available, require
 from fomm_kp.runtime.networks import LoadedDetector
 
 __all__ = [
-    "INPUT_NAME", "OUTPUT_NAMES", "DEFAULT_OPSET", "MIN_OPSET", "DetectorGraph", "OnnxInfo", "onnx_metadata",
+    "INPUT_NAME", "OUTPUT_NAMES", "DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "DetectorGraph", "OnnxInfo", "onnx_metadata",
     "export_onnx", "read_onnx_metadata", "load_onnx", "onnxruntime_available", "onnx_session",
 ]
 
@@ -48,6 +48,7 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("keypoints", "jacobians", "covariances", "scores")
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax/LogSoftmax over one axis, Squeeze/Unsqueeze axes as inputs
+MAX_OPSET = 20  # the highest opset torch's TorchScript exporter writes
 METADATA_KEYS = ("fomm_kp.kind", "fomm_kp.config", "fomm_kp.meta", "fomm_kp.input")
 
 
@@ -89,8 +90,8 @@ def onnx_metadata(detector: LoadedDetector) -> dict[str, str]:
 
 
 def _export_bytes(module: KeypointNetwork, input_size: int, opset: int, dynamic_batch: bool, batch_size: int) -> bytes:
-    if not MIN_OPSET <= opset:
-        raise FommError(f"opset {opset} is too old: the detector needs opset >= {MIN_OPSET}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise FommError(f"opset must be an integer in [{MIN_OPSET}, {MAX_OPSET}], got {opset}")
     graph = DetectorGraph(module).cpu().eval()  # never export training-mode batch norm
     if any(m.training for m in graph.modules()):
         raise FommError("internal error: a module is still in training mode")
@@ -164,16 +165,36 @@ class OnnxInfo(NamedTuple):
         return CropSettings.from_meta(self.meta)
 
 
-def read_onnx_metadata(model: Any) -> OnnxInfo:
-    """:class:`OnnxInfo` from an exported model's ``metadata_props`` (parsed as JSON data, nothing run)."""
+def read_onnx_metadata(model: Any, source: object = "this ONNX file") -> OnnxInfo:
+    """:class:`OnnxInfo` from an exported model's ``metadata_props`` (parsed as JSON data, nothing run).
+
+    The graph must be the detector graph fomm_kp exports: one square float input named
+    :data:`INPUT_NAME` and the outputs :data:`OUTPUT_NAMES`; anything else is a :class:`FommError`
+    naming ``source``."""
     props = {p.key: p.value for p in model.metadata_props}
     missing = [k for k in METADATA_KEYS if k not in props]
     if missing:
-        raise FommError(f"this ONNX file was not exported by fomm_kp (no {missing[0]} metadata): "
+        raise FommError(f"{source} was not exported by fomm_kp (no {missing[0]} metadata): "
                         "pass the checkpoint it came from as well")
-    config = from_dict(json.loads(props["fomm_kp.config"]), source="ONNX metadata")
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    return OnnxInfo(props["fomm_kp.kind"], config, json.loads(props["fomm_kp.meta"]), int(dims[2].dim_value))
+    try:
+        config = from_dict(json.loads(props["fomm_kp.config"]), source=f"{source} (config)")
+        meta = json.loads(props["fomm_kp.meta"])
+    except json.JSONDecodeError as exc:
+        raise FommError(f"{source}: its fomm_kp metadata is not JSON ({exc.msg})") from None
+    if not isinstance(meta, dict) or props["fomm_kp.kind"] not in ("teacher", "student"):
+        raise FommError(f"{source}: bad fomm_kp metadata (kind {props['fomm_kp.kind']!r}, meta {type(meta).__name__})")
+    inputs, outputs = list(model.graph.input), [o.name for o in model.graph.output]
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(dims) != 4 or dims[1] != 3 or dims[2] < 8 \
+            or dims[2] != dims[3] or outputs != list(OUTPUT_NAMES):
+        raise FommError(f"{source} is not a detector graph exported by fomm_kp (inputs "
+                        f"{[i.name for i in inputs]}, outputs {outputs})")
+    info = OnnxInfo(props["fomm_kp.kind"], config, meta, int(dims[2]))
+    try:
+        info.crop
+    except FommError as exc:
+        raise FommError(f"{source}: {exc}") from None
+    return info
 
 
 def load_onnx(path: str | os.PathLike) -> Any:

@@ -25,7 +25,7 @@ from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.video import FrameRange, crop_frame, iter_frames, probe, resize_frame
+from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]
@@ -50,9 +50,12 @@ class _Rows:
             self.parts[name].append(np.where(mask, values, missing).astype(np.float32))
         return self.parts["keypoints"][-1]
 
-    def tracks(self, fps: float, video: str | os.PathLike, num_keypoints: int) -> Tracks:
+    def tracks(self, info: VideoInfo, num_keypoints: int) -> Tracks:
+        """The tracks, timed by the video's own timestamps when it has them (variable frame rates)."""
         arrays = {name: np.concatenate(values)[:, None] for name, values in self.parts.items()}
-        return Tracks(frame_indices=np.asarray(self.frame_indices, dtype=np.int64), fps=fps, video=str(video),
+        frames = np.asarray(self.frame_indices, dtype=np.int64)
+        times = None if info.times is None or len(info.times) <= frames[-1] else info.times[frames]
+        return Tracks(frame_indices=frames, fps=info.fps, video=info.path, times=times,
                       keypoint_names=tuple(f"kp{i}" for i in range(num_keypoints)), subject_names=("subject0",),
                       **arrays)
 
@@ -123,7 +126,7 @@ def track(
         overlay_video.close()
     if not rows.frame_indices:
         raise FommError(f"no frames read from {video}")
-    result = dataclasses.replace(rows.tracks(info.fps, video, model.num_keypoints),
+    result = dataclasses.replace(rows.tracks(info, model.num_keypoints),
                                  metadata={"on_subject": where.result().to_data()})
     if out is not None:
         save_tracks(result, out)

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fomm_kp.errors import FommError
+from fomm_kp.video import variable_rate
 
 __all__ = ["Tracks", "DEFAULT_FPS", "resolve_fps"]
 
@@ -37,6 +38,9 @@ class Tracks:
         keypoint_names: K names.
         subject_names: N names.
         metadata: how the tracks were made, as plain data (JSON types): e.g. ``smoothing``.
+        times: float64 ``(T,)`` seconds of each row from the video's first frame, from the video's
+            own timestamps (they differ from ``frame_indices / fps`` in a variable-frame-rate
+            video), or None when unknown.
     """
 
     keypoints: np.ndarray
@@ -49,6 +53,7 @@ class Tracks:
     keypoint_names: tuple[str, ...] = field(default=())
     subject_names: tuple[str, ...] = field(default=())
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         kp = np.asarray(self.keypoints, dtype=np.float32)
@@ -58,9 +63,25 @@ class Tracks:
         scores = np.asarray(self.scores, dtype=np.float32)
         if scores.shape != (t, n, k):
             raise FommError(f"Tracks.scores must have shape {(t, n, k)}, got {scores.shape}")
-        frames = np.asarray(self.frame_indices, dtype=np.int64)
-        if frames.shape != (t,):
-            raise FommError(f"Tracks.frame_indices must have shape ({t},), got {frames.shape}")
+        frames = np.asarray(self.frame_indices)
+        whole = np.issubdtype(frames.dtype, np.integer) or (np.issubdtype(frames.dtype, np.floating)
+                                                            and np.isfinite(frames).all() and (frames % 1 == 0).all())
+        if frames.shape != (t,) or (t and not whole):
+            raise FommError(f"Tracks.frame_indices must have shape ({t},) and hold integers, got {frames.dtype} "
+                            f"{frames.shape}")
+        frames = frames.astype(np.int64)
+        if t and (frames[0] < 0 or (np.diff(frames) <= 0).any()):
+            raise FommError("Tracks.frame_indices must be non-negative and increasing")
+        if np.isinf(kp).any():
+            raise FommError("Tracks.keypoints must be finite (NaN where missing), found infinite values")
+        if t and (np.nanmin(scores, initial=0.0) < 0 or np.nanmax(scores, initial=0.0) > 1):
+            raise FommError("Tracks.scores must lie in [0, 1]")
+        try:
+            fps = float(self.fps)
+        except (TypeError, ValueError):
+            fps = float("nan")
+        if not np.isfinite(fps) or fps <= 0:
+            raise FommError(f"Tracks.fps must be a positive number, got {self.fps!r}")
         object.__setattr__(self, "keypoints", kp)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "frame_indices", frames)
@@ -79,7 +100,12 @@ class Tracks:
             raise FommError(f"Tracks has {n} subjects but {len(subjects)} subject names")
         object.__setattr__(self, "keypoint_names", names)
         object.__setattr__(self, "subject_names", subjects)
-        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "fps", fps)
+        if self.times is not None:
+            times = np.asarray(self.times, dtype=np.float64)
+            if times.shape != (t,) or not np.isfinite(times).all() or (np.diff(times) <= 0).any():
+                raise FommError(f"Tracks.times must be {t} finite, increasing seconds, got shape {times.shape}")
+            object.__setattr__(self, "times", times)
         object.__setattr__(self, "video", str(self.video))
         object.__setattr__(self, "metadata", dict(self.metadata))
 
@@ -98,6 +124,12 @@ class Tracks:
     def __len__(self) -> int:
         return self.num_frames
 
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the rows' times stray from ``frame_indices / fps`` by more than half a frame (the
+        video's frame rate varies): then only :attr:`times` tells when each row happened."""
+        return variable_rate(self.times, self.frame_indices, self.fps)
+
     def select_frames(self, index: slice | np.ndarray | Sequence[int]) -> "Tracks":
         """A new Tracks holding only the given rows (a slice, boolean mask or index array)."""
         return Tracks(
@@ -111,6 +143,7 @@ class Tracks:
             keypoint_names=self.keypoint_names,
             subject_names=self.subject_names,
             metadata=self.metadata,
+            times=None if self.times is None else self.times[index],
         )
 
 

@@ -7,6 +7,7 @@ written in DeepLabCut's CSV layout with likelihood. Labelled frames for accuracy
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fomm_kp.errors import FommError
-from fomm_kp.files import atomic_write
+from fomm_kp.files import atomic_write, read_text
 from fomm_kp.optional import require
 from fomm_kp.tracks.core import Tracks, resolve_fps
 from fomm_kp.tracks.dlc_h5 import DlcTable, read_dlc_h5
@@ -24,23 +25,30 @@ __all__ = ["HEADER_ROWS", "read_dlc_csv", "read_dlc_table", "row_names", "load_d
 HEADER_ROWS = ("scorer", "individuals", "bodyparts", "coords")  # DeepLabCut's column levels, in order
 
 
-def _to_float(cell: str, path: Path) -> float:
+def _to_float(cell: str, path: Path, line: int) -> float:
     cell = cell.strip()
-    if not cell:
+    if not cell or cell.lower() == "nan":
         return float("nan")
     try:
-        return float(cell)
+        value = float(cell)
     except ValueError:
-        raise FommError(f"{path}: not a number in a DeepLabCut file: '{cell}'") from None
+        raise FommError(f"{path} row {line}: not a number in a DeepLabCut file: '{cell[:40]}'") from None
+    if not np.isfinite(value):
+        raise FommError(f"{path} row {line}: '{cell[:40]}' is not a finite number")
+    return value
 
 
 def read_dlc_csv(path: str | os.PathLike) -> DlcTable:
     """A DeepLabCut CSV (analysis output or ``CollectedData``, with one or several index columns) as a
     table: header rows scorer/[individuals/]bodyparts/coords name the columns, the cells before the
-    first coordinate column name the rows (joined with ``/``), empty cells and short rows are NaN."""
+    first coordinate column name the rows (joined with ``/``), empty cells (and ``nan``) are NaN.
+    Every row must have as many cells as the header: a short or long row is an error, as is a cell
+    that is not a finite number."""
     path = Path(path)
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(read_text(path, "DeepLabCut CSV"), newline="")) if row]
+    except csv.Error as exc:
+        raise FommError(f"{path} is not a DeepLabCut CSV ({exc})") from None
     header = {}
     for row in rows[:5]:
         key = next((cell for cell in row if cell.strip()), "").strip().lower()
@@ -54,8 +62,11 @@ def read_dlc_csv(path: str | os.PathLike) -> DlcTable:
     if not data:
         raise FommError(f"{path} holds no rows of coordinates")
     width = len(coords) - first
-    values = np.array([[_to_float(c, path) for c in row[first:len(coords)]] + [np.nan] * (len(coords) - len(row))
-                       for row in data], dtype=np.float64).reshape(len(data), width)
+    for line, row in enumerate(rows, start=1):
+        if len(row) != len(coords):
+            raise FommError(f"{path} row {line} has {len(row)} cells where the coords row has {len(coords)}")
+    values = np.array([[_to_float(c, path, line) for c in row[first:]] for line, row in enumerate(data, len(header) + 1)],
+                      dtype=np.float64).reshape(len(data), width)
     levels = [key for key in HEADER_ROWS if key in header]
     columns = [tuple(header[key][first + c].strip() if key == "coords" else header[key][first + c] for key in levels)
                for c in range(width)]
@@ -67,11 +78,31 @@ def read_dlc_table(path: str | os.PathLike) -> DlcTable:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return read_dlc_csv(path)
+        return _checked_columns(read_dlc_csv(path), path)
     if suffix in (".h5", ".hdf5"):
         require("h5py", "reading DeepLabCut .h5 files")
-        return read_dlc_h5(path)
+        return _checked_columns(read_dlc_h5(path), path)
     raise FommError(f"not a DeepLabCut file: {path} (expected .csv or .h5)")
+
+
+def _checked_columns(table: DlcTable, path: Path) -> DlcTable:
+    """Every point (scorer, [individual,] body part) must have one x and one y column and at most one
+    likelihood; no other coordinate."""
+    levels = list(table.column_names)
+    if "coords" not in levels or "bodyparts" not in levels:
+        raise FommError(f"{path} is not a DeepLabCut table: column levels are {levels}, expected bodyparts and coords")
+    at = levels.index("coords")
+    points: dict[tuple, list[str]] = {}
+    for column in table.columns:
+        coord = str(column[at]).strip()
+        if coord not in ("x", "y", "likelihood"):
+            raise FommError(f"{path}: unknown DeepLabCut coordinate '{coord}' (expected x, y, likelihood)")
+        points.setdefault(tuple(column[:at]) + tuple(column[at + 1:]), []).append(coord)
+    for point, coords in points.items():
+        if sorted(coords) not in (["x", "y"], ["likelihood", "x", "y"]):
+            raise FommError(f"{path}: {'/'.join(str(v) for v in point)} has columns {coords}; "
+                            "each point needs one x, one y and at most one likelihood")
+    return table
 
 
 def row_names(table: DlcTable) -> list[str]:

@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Callable
 
 from fomm_kp.errors import FommError
+from fomm_kp.files import check_regular
+from fomm_kp.optional import require
 from fomm_kp.tracks.core import Tracks
 from fomm_kp.tracks.dlc import load_dlc, save_dlc_csv
 from fomm_kp.tracks.npz import load_npz, save_npz
 from fomm_kp.tracks.nwb import load_nwb, save_nwb
 from fomm_kp.tracks.sleap import load_sleap, save_sleap
 
-__all__ = ["READERS", "WRITERS", "TRACK_SUFFIXES", "WRITABLE_TRACK_SUFFIXES", "load_tracks", "save_tracks"]
+__all__ = ["READERS", "WRITERS", "TRACK_SUFFIXES", "WRITABLE_TRACK_SUFFIXES", "FORMAT_MODULES", "require_format",
+           "load_tracks", "save_tracks"]
 
 # The one table of tracks formats: ours (.npz, lossless), DeepLabCut (.csv, .h5), SLEAP (.slp) and NWB.
 READERS: dict[str, Callable[[Path], Tracks]] = {
@@ -22,8 +25,21 @@ READERS: dict[str, Callable[[Path], Tracks]] = {
 WRITERS: dict[str, Callable[[Tracks, Path], Path]] = {
     ".npz": save_npz, ".csv": save_dlc_csv, ".slp": save_sleap, ".nwb": save_nwb,
 }
+# The optional packages each format needs (the ``interop`` extra), checked before any work.
+FORMAT_MODULES: dict[str, tuple[str, ...]] = {
+    ".slp": ("sleap_io",), ".nwb": ("pynwb", "ndx_pose"), ".h5": ("h5py",), ".hdf5": ("h5py",),
+}
 TRACK_SUFFIXES = tuple(READERS)
 WRITABLE_TRACK_SUFFIXES = tuple(WRITERS)
+
+
+def require_format(path: str | os.PathLike | None) -> None:
+    """The optional packages that reading or writing ``path`` needs must be installed: one line naming
+    the extra otherwise (checked before any work)."""
+    if path is not None:
+        suffix = Path(path).suffix.lower()
+        for module in FORMAT_MODULES.get(suffix, ()):
+            require(module, f"a {suffix} file ({path})")
 
 
 def save_tracks(tracks: Tracks, path: str | os.PathLike) -> Path:
@@ -38,11 +54,21 @@ def save_tracks(tracks: Tracks, path: str | os.PathLike) -> Path:
 
 def load_tracks(path: str | os.PathLike) -> Tracks:
     """Read tracks by suffix: our ``.npz``, DeepLabCut ``.csv``/``.h5``, SLEAP ``.slp`` or NWB ``.nwb``."""
-    path = Path(path)
+    path = check_regular(path, "tracks file")
+    if path.is_dir():
+        raise FommError(f"{path} is a folder, not a tracks file")
     if not path.is_file():
         raise FommError(f"tracks file not found: {path}")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise FommError(f"cannot read tracks from '{path.suffix.lower()}' ({path}): use .npz, DeepLabCut .csv/.h5, "
                         "SLEAP .slp or NWB .nwb")
-    return reader(path)
+    try:
+        tracks = reader(path)
+    except FommError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:  # the format libraries' own errors
+        raise FommError(f"cannot read tracks from {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from None
+    if tracks.num_frames == 0:
+        raise FommError(f"{path} holds no frames")
+    return tracks

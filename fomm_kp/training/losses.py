@@ -218,6 +218,9 @@ def objective(
     terms = {"reconstruction": reconstruction_loss(prediction, small_driving, weights, loss.scales, loss.l1, loss.ssim)}
     if perceptual is not None:
         terms["perceptual"] = loss.perceptual * perceptual(prediction, small_driving)
+    if loss.warp > 0:
+        terms["warp"] = loss.warp * reconstruction_loss(out.deformed.float(), small_driving, weights, loss.scales,
+                                                        loss.l1, loss.ssim)
     if loss.equivariance_value > 0 or loss.equivariance_jacobian > 0:
         value, jacobian = equivariance_losses(network.detector, driving, out.kp_driving, generator)
         terms["equivariance"] = loss.equivariance_value * value

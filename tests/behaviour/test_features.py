@@ -260,8 +260,7 @@ def test_spectrogram_png(tmp_path: Path, rng: np.random.Generator) -> None:
 
 def test_bad_inputs() -> None:
     kp = np.zeros((10, 2, 2))
-    bad_frames = make_tracks(kp, frames=np.array([0, 1, 2, 2, 3, 4, 5, 6, 7, 8]))
-    with pytest.raises(FommError, match="strictly increasing"):
-        motion_features(bad_frames)
+    with pytest.raises(FommError, match="increasing"):  # Tracks refuse repeated frames, so features never see them
+        make_tracks(kp, frames=np.array([0, 1, 2, 2, 3, 4, 5, 6, 7, 8]))
     with pytest.raises(FommError):
         motion_features(kp)  # type: ignore[arg-type]

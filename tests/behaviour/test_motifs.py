@@ -61,7 +61,8 @@ def test_motif_examples(tmp_path: Path) -> None:
         info = probe(clip)
         assert info.num_frames >= 30  # two 1-s examples (30 frames each) and gaps, or one if they overlap
     only_table = write_motif_examples(motifs, feats, tmp_path / "t", write_clips=False)
-    assert set(only_table) == {"motifs_csv"}
+    assert set(only_table) == {"motifs_csv", "classifier"}
+    assert not (tmp_path / "m2").exists() and not list(tmp_path.glob(".m2*"))  # a failure leaves nothing
     feats_missing = motion_features(behaviour_tracks(["circling", "oscillating"], 1, 60, name="gone.mp4"), CONFIG)
     with pytest.raises(FommError, match="not found"):
         write_motif_examples(find_motifs(feats_missing, (2, 3)), feats_missing, tmp_path / "m2")

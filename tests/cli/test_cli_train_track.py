@@ -129,7 +129,7 @@ def test_track_command_smooths_and_reports_where_keypoints_sit(tmp_path: Path, d
     assert probe(overlay).num_frames == 24
     code, _, err = run_cli(["track", str(disc_clip.path), "-m", str(trained_checkpoint), "-o", str(tmp_path / "x.npz"),
                             "--smooth", "4"], capsys, monkeypatch)
-    assert_one_error_line(code, err, "window")
+    assert_one_error_line(code, err, "--smooth")
     assert not (tmp_path / "x.npz").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,9 +168,10 @@ def test_landmark_backend_errors_name_what_to_install(monkeypatch):
         landmarks_module.landmark_detector("bogus")
     monkeypatch.setattr(landmarks_module, "available", lambda name: False)
     monkeypatch.setattr(landmarks_module, "dlib_predictor_path", lambda: None)
-    with pytest.raises(FommError, match="pip install dlib-bin face-recognition-models"):
+    with pytest.raises(FommError, match=r'pip install "fomm_kp\[faces\]"'):
         landmarks_module.landmark_detector("auto")
-    with pytest.raises(FommError, match="pip install face-alignment"):
+    monkeypatch.setitem(sys.modules, "face_alignment", None)
+    with pytest.raises(FommError, match=r'pip install "fomm_kp\[faces-fan\]"'):
         landmarks_module.landmark_detector("face-alignment")
 
 

@@ -202,16 +202,17 @@ def test_trainer_writes_animation_preview(tiny_model, tmp_path, rng):
     assert trainer.model.training  # the preview hands the model back in training mode
 
 
-def test_foreground_prior_and_a_finer_detector_train_end_to_end(tmp_path: Path, disc_clip: SyntheticClip) -> None:
-    """api.train with loss.foreground on and the detector at twice the reconstruction's size."""
+def test_foreground_prior_warp_term_and_a_finer_detector_train_end_to_end(tmp_path: Path, disc_clip: SyntheticClip) -> None:
+    """api.train with loss.foreground and loss.warp on and the detector at twice the reconstruction's size."""
     base = tiny_config(preview_every=1)
     config = dataclasses.replace(
-        base, loss=dataclasses.replace(base.loss, foreground=1.0),
+        base, loss=dataclasses.replace(base.loss, foreground=1.0, warp=1.0),
         model=dataclasses.replace(base.model, image_size=16, detector=dataclasses.replace(
             base.model.detector, input_size=32, head_kernel=3)))
     model = api.train(disc_clip.path, tmp_path / "run", config=config, steps=2, device="cpu")
     losses = read_checkpoint(tmp_path / "run" / "checkpoint.pt").meta["losses"]
     assert 0.0 <= losses["foreground"] <= 1.0 and np.isfinite(losses["total"])
+    assert losses["warp"] > 0 and 0.0 <= losses["on_subject"] <= 1.0
     assert (tmp_path / "run" / "preview.png").is_file()
     detections = model.detect(disc_clip.frames[:2])
     assert detections.keypoints.shape == (2, config.model.detector.num_keypoints, 2)
