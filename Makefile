@@ -6,16 +6,19 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -q -c constraints.txt
 
-.PHONY: install demo test test-fast
+.PHONY: install install-test demo test test-fast
 
 install:
 	$(PIP_INSTALL) -e ".[interop,deploy,dev]"
 
+install-test:
+	$(PIP_INSTALL) -e ".[interop,deploy,dev,field]"
+
 demo: install
 	fomm-kp demo --out demo_out
 
-test: install
+test: install-test
 	$(PYTHON) -m pytest -q
 
-test-fast: install
+test-fast: install-test
 	$(PYTHON) -m pytest -q -m "not slow"

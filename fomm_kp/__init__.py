@@ -12,6 +12,7 @@ from fomm_kp.behaviour.classifiers import load_classifier
 from fomm_kp.behaviour.features import motion_features
 from fomm_kp.behaviour.fitting import fit_classifier
 from fomm_kp.behaviour.frame_labels import classify
+from fomm_kp.behaviour.interactions import InteractionConfig, interaction_features, interaction_graphs
 from fomm_kp.behaviour.motifs import find_motifs
 from fomm_kp.behaviour.report import ScoreReport, score
 from fomm_kp.config import Config, load_config
@@ -24,6 +25,7 @@ from fomm_kp.evaluation.keypoints import CrossValidation
 from fomm_kp.progress import Progress, Update
 from fomm_kp.runtime import Detections, Model
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
+from fomm_kp.tracks.nwb import NwbSubject
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.video import FrameRange
 
@@ -34,6 +36,8 @@ __all__ = [
     "load_model",
     "track",
     "motion_features",
+    "interaction_features",
+    "interaction_graphs",
     "fit_classifier",
     "classify",
     "load_classifier",
@@ -60,6 +64,8 @@ __all__ = [
     "OnnxOptions",
     "EngineOptions",
     "CrossValidation",
+    "InteractionConfig",
+    "NwbSubject",
     "ScoreReport",
     "Progress",
     "Update",

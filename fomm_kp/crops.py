@@ -73,6 +73,8 @@ class CropSettings:
         box_side: median side of the training crops in pixels (the localised box side).
         aligned: crops are turned to the subject's heading (a fifth box value).
         scene: the empty scene of the training video (localised models), or None.
+        subjects: how many subjects each frame holds (each localised and cropped on its own; 0:
+            count them in each video, see ``DataConfig.subjects``).
     Neither localised nor a fixed crop: the model sees whole frames.
     """
 
@@ -81,24 +83,31 @@ class CropSettings:
     box_side: float = 0.0
     aligned: bool = False
     scene: Scene | None = field(default=None, compare=False)
+    subjects: int = 1
 
     def __post_init__(self) -> None:
         if self.fixed_crop is not None:
             object.__setattr__(self, "fixed_crop", check_box(self.fixed_crop))
+        if isinstance(self.subjects, bool) or not isinstance(self.subjects, (int, np.integer)) or self.subjects < 0:
+            raise FommError(f"subjects must be a whole number >= 0 (0: count them), got {self.subjects!r}")
+        if self.subjects != 1 and not self.localized:
+            raise FommError("several subjects need localised crops (each subject is found and cropped on its own)")
 
     @property
     def whole_frames(self) -> bool:
         return not self.localized and self.fixed_crop is None
 
     def to_meta(self) -> dict[str, Any]:
-        """The checkpoint metadata keys that hold these settings (plain data)."""
-        return {
+        """The checkpoint metadata keys that hold these settings (plain data; ``subjects`` only when not 1,
+        so that single-subject metadata is as it always was)."""
+        meta = {
             "localized": bool(self.localized),
             "fixed_crop": [float(v) for v in self.fixed_crop] if self.fixed_crop is not None else [],
             "box_side": float(self.box_side),
             "aligned": bool(self.aligned),
             **({"scene": self.scene.to_meta()} if self.scene is not None else {}),
         }
+        return meta if self.subjects == 1 else {**meta, "subjects": int(self.subjects)}
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "CropSettings":
@@ -115,7 +124,7 @@ class CropSettings:
                             f"fixed_crop {crop!r})")
         scene = Scene.from_meta(meta["scene"]) if meta.get("scene") else None
         return cls(localized=flags[0], fixed_crop=None if crop is None else tuple(crop), box_side=float(side),
-                   aligned=flags[1], scene=scene)
+                   aligned=flags[1], scene=scene, subjects=meta.get("subjects", 1))
 
 
 def check_box(box: Sequence[float]) -> tuple[float, float, float, float]:

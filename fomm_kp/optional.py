@@ -13,7 +13,7 @@ __all__ = ["require", "available"]
 # The pip extra of each optional module (pyproject's optional-dependencies).
 EXTRAS = {
     "onnx": "deploy", "onnxruntime": "deploy", "sleap_io": "interop", "pynwb": "interop", "ndx_pose": "interop",
-    "h5py": "interop", "dlib": "faces", "face_recognition_models": "faces", "face_alignment": "faces-fan",
+    "h5py": "interop", "tables": "interop", "dlib": "faces", "face_recognition_models": "faces", "face_alignment": "faces-fan",
 }
 
 

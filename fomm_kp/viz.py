@@ -10,7 +10,7 @@ from skimage.draw import disk, line_aa
 
 from fomm_kp.video import VideoWriter
 
-__all__ = ["keypoint_colors", "draw_keypoints", "draw_trails", "image_row", "TrailOverlay"]
+__all__ = ["keypoint_colors", "draw_keypoints", "draw_trails", "draw_labels", "image_row", "TrailOverlay"]
 
 
 def keypoint_colors(count: int) -> np.ndarray:
@@ -77,30 +77,60 @@ def image_row(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def draw_labels(frame: np.ndarray, places: np.ndarray, labels: list[str], colors: np.ndarray) -> np.ndarray:
+    """A copy of uint8 ``frame`` with ``labels[i]`` written in ``colors[i]`` at ``places[i]`` ``(x, y)``
+    (NaN places are skipped), on a dark backing so that they read on any background."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    for (x, y), text, color in zip(places, labels, colors):
+        if np.isfinite(x) and np.isfinite(y):
+            left, top, right, bottom = draw.textbbox((x, y), text)
+            draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=(0, 0, 0))
+            draw.text((x, y), text, fill=tuple(int(c) for c in color))
+    return np.asarray(image)
+
+
 class TrailOverlay:
     """A video of frames with their keypoints and short fading trails (``fomm-kp track --overlay``).
 
     Small frames are enlarged by an integer factor (to about 384 px) so that dots and trails stay
-    legible. Written through :class:`~fomm_kp.video.VideoWriter`: nothing appears at ``path`` unless
-    :meth:`close` is called with ``success``.
+    legible. With several ``subjects`` each subject has one colour and its name and identity
+    confidence written beside it. Written through :class:`~fomm_kp.video.VideoWriter`: nothing
+    appears at ``path`` unless :meth:`close` is called with ``success``.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, num_keypoints: int, trail: int = 12) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float, num_keypoints: int, trail: int = 12, subjects: int = 1) -> None:
         self.writer = VideoWriter(path, fps)
-        self.colors = keypoint_colors(num_keypoints)
+        self.subjects = int(subjects)
+        if self.subjects > 1:
+            self.subject_colors = keypoint_colors(self.subjects)
+            self.colors = np.repeat(self.subject_colors, num_keypoints, axis=0)
+        else:
+            self.colors = keypoint_colors(num_keypoints)
         self.trail = max(1, int(trail))
         self.history: list[np.ndarray] = []
 
-    def add(self, frame: np.ndarray, points: np.ndarray) -> None:
-        """Write uint8 ``frame`` ``(H, W, 3)`` with ``points`` ``(K, 2)`` in its pixels (NaN: not drawn)."""
+    def add(self, frame: np.ndarray, points: np.ndarray, identity: np.ndarray | None = None) -> None:
+        """Write uint8 ``frame`` ``(H, W, 3)`` with ``points`` ``(K, 2)`` (or ``(N, K, 2)`` for several
+        subjects, with their identity confidences ``(N,)``) in its pixels (NaN: not drawn)."""
         zoom = max(1, 384 // max(frame.shape[:2]))
-        points = (points + 0.5) * zoom - 0.5
-        self.history.append(points)
+        points = (np.asarray(points, dtype=np.float64) + 0.5) * zoom - 0.5
+        flat = points.reshape(-1, 2)
+        self.history.append(flat)
         del self.history[:-self.trail]
         if zoom > 1:
             frame = np.repeat(np.repeat(frame, zoom, axis=0), zoom, axis=1)
-        drawn = draw_trails(frame, np.stack(self.history), self.colors)
-        self.writer.write(draw_keypoints(drawn, points, self.colors))
+        drawn = draw_keypoints(draw_trails(frame, np.stack(self.history), self.colors), flat, self.colors)
+        if self.subjects > 1:
+            finite = np.isfinite(points).all(axis=-1)  # (N, K)
+            places = np.array([points[n, finite[n]].max(axis=0) + 4.0 if finite[n].any() else (np.nan, np.nan)
+                               for n in range(len(points))])
+            confidence = np.zeros(self.subjects) if identity is None else identity
+            labels = [f"{n} ({c:.2f})" for n, c in zip(range(self.subjects), confidence)]
+            drawn = draw_labels(drawn, places, labels, self.subject_colors)
+        self.writer.write(drawn)
 
     def close(self, success: bool = True) -> None:
         self.writer.close(success=success)

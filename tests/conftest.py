@@ -185,6 +185,46 @@ def synthetic_frames(num_frames: int = 40, missing: tuple[int, ...] = (), seed: 
 
 
 # --------------------------------------------------------------------------------------------
+# Several subjects: shapes that move, cross and leave.
+
+
+def crossing_frames(num_frames: int = 40, paths: str = "cross", seed: int = 0):
+    """Dark textured ellipses on a 160×120 light textured arena, each moving in a straight line.
+
+    ``paths``: ``cross`` (two, head-on along nearly the same line: they touch and overlap in the
+    middle), ``three`` (those two plus a third crossing both from top to bottom) or ``leave`` (two;
+    the second leaves the frame through the right edge halfway and does not come back). Returns
+    uint8 frames ``(T, H, W, 3)`` and true centres ``(T, S, 2)`` (NaN where outside the frame)."""
+    rng = np.random.default_rng(seed)
+    height, width = 120, 160
+    texture = gaussian_filter(rng.normal(0, 1, (height, width)), 2)
+    background = np.repeat((185 + 20 * texture / np.abs(texture).max())[..., None], 3, axis=2)
+    t = np.arange(num_frames, dtype=np.float64)
+    starts = {"cross": [(20, 58), (140, 66)], "three": [(20, 58), (140, 66), (84, 10)], "leave": [(30, 40), (60, 85)]}[paths]
+    speed = 120.0 / max(num_frames - 1, 1)
+    velocities = {"cross": [(speed, 0), (-speed, 0)], "three": [(speed, 0), (-speed, 0), (0, 0.8 * speed)],
+                  "leave": [(0.5 * speed, 0), (2.5 * speed, 0)]}[paths]
+    sizes = [(11.0, 5.5), (9.0, 4.5), (10.0, 5.0)]
+    centres = np.stack([np.asarray(s, float) + t[:, None] * np.asarray(v, float) for s, v in zip(starts, velocities)],
+                       axis=1)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    shading = rng.normal(0, 8, (height, width))
+    frames = []
+    for i in range(num_frames):
+        frame = background.copy()
+        for s, (cx, cy) in enumerate(centres[i]):
+            (a, b), (vx, vy) = sizes[s], velocities[s]
+            angle = np.arctan2(vy, vx)
+            u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
+            v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
+            frame[(u / a) ** 2 + (v / b) ** 2 <= 1.0] = (40 + 25 * s + shading[(u / a) ** 2 + (v / b) ** 2 <= 1.0])[:, None]
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    outside = (centres[..., 0] < 0) | (centres[..., 0] > width - 1) | (centres[..., 1] < 0) | (centres[..., 1] > height - 1)
+    centres[outside] = np.nan
+    return np.stack(frames), centres
+
+
+# --------------------------------------------------------------------------------------------
 # Keypoint evaluation: labels related to keypoints by known maps, labelled arena images.
 
 

@@ -17,6 +17,7 @@ from fomm_kp.cli import animate  # noqa: F401,E402
 from fomm_kp.cli import behaviour  # noqa: F401,E402
 from fomm_kp.cli import deploy  # noqa: F401,E402
 from fomm_kp.cli import evaluate  # noqa: F401,E402
+from fomm_kp.cli import interactions  # noqa: F401,E402
 from fomm_kp.cli import train_track  # noqa: F401,E402
 from fomm_kp.cli.app import LogGate, app, gated_logging
 from fomm_kp.errors import FommError, Interrupted

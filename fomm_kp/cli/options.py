@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from fomm_kp.config import MAX_SUBJECTS
 from fomm_kp.crops import check_box, check_box_in_frame
 from fomm_kp.errors import FommError
 from fomm_kp.runtime.detector import check_device as check_torch_device
 from fomm_kp.settings import Rule
 from fomm_kp.video import VideoInfo
 
-__all__ = ["check_option", "check_choice", "check_device", "check_suffix", "parse_box", "box_in_frame"]
+__all__ = ["check_option", "check_choice", "check_device", "check_suffix", "parse_box", "box_in_frame",
+           "parse_subjects"]
 
 
 def check_option(name: str, value: Any, rule: Rule) -> None:
@@ -65,3 +67,16 @@ def box_in_frame(box: list[float] | None, info: VideoInfo) -> None:
     """A ``--crop`` box must overlap the video's frame."""
     if box is not None:
         check_box_in_frame(box, info.width, info.height, info.path)
+
+
+def parse_subjects(text: str | None) -> int | str | None:
+    """``--subjects``: a whole number of subjects (1 to ``MAX_SUBJECTS``) or ``auto`` (None: not given)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        count = int(text)
+    except ValueError:
+        raise FommError(f"--subjects must be a whole number or auto, got '{text}'") from None
+    if not 1 <= count <= MAX_SUBJECTS:
+        raise FommError(f"--subjects must be between 1 and {MAX_SUBJECTS} (or auto), got {count}")
+    return count

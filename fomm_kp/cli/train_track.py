@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,7 @@ import typer
 from fomm_kp import api
 from fomm_kp import demo as demo_module
 from fomm_kp.cli.app import app, console, progress_bar, results, working
-from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box
+from fomm_kp.cli.options import box_in_frame, check_device, check_option, check_suffix, parse_box, parse_subjects
 from fomm_kp.config import BUILTIN_CONFIGS, load_config
 from fomm_kp.errors import FommError, Interrupted
 from fomm_kp.files import all_or_nothing, check_output_folder, check_outputs
@@ -18,13 +19,19 @@ from fomm_kp.localize.foreground import OnSubject
 from fomm_kp.runtime import Detector
 from fomm_kp.runtime.loading import require_backend
 from fomm_kp.settings import SEED, integer, number
-from fomm_kp.tracks import Tracks, save_tracks
+from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.tracks.io import WRITABLE_TRACK_SUFFIXES, require_format
+from fomm_kp.tracks.nwb import PLACEHOLDER_SPECIES, NwbSubject, nwb_paths
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.clips import training_clips
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
+
+
+def _nwb_subject(subject_id: Optional[str], species: Optional[str], sex: str, age: Optional[str]) -> NwbSubject:
+    ids = tuple(s for s in (subject_id or "").split(",") if s.strip())
+    return NwbSubject(ids, species or PLACEHOLDER_SPECIES, sex, age or "P0D/")
 
 
 def train_with_progress(video: Path | list[Path], out: Path, **kwargs) -> api.Model:
@@ -52,6 +59,7 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace a trained checkpoint already in OUT."),
     seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when present)."),
+    subjects: Optional[str] = typer.Option(None, help="Animals in the video: a number, or auto (as many as persist); each is followed and cropped, one detector learns from all (default: the config's data.subjects, 1)."),
 ) -> None:
     """Train a keypoint detector on one video or several, self-supervised (no labels)."""
     # Check the inputs before anything is logged or drawn, so that a bad one gives one error line.
@@ -65,11 +73,16 @@ def train(
     clips = training_clips(videos)
     for clip in clips:
         box_in_frame(box, probe(clip))
+    count = parse_subjects(subjects)
     checkpoint = out / "checkpoint.pt"
     config_file = config if config is not None and config not in BUILTIN_CONFIGS else None
     check_outputs({"--out": checkpoint, "preview": out / "preview.png"}, [*clips, config_file])
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
+    if resume and count is not None:
+        raise FommError("a resumed run keeps its checkpoint's subjects: leave out --subjects")
     loaded = None if resume else load_config(config)
+    if count is not None:
+        loaded = dataclasses.replace(loaded, data=dataclasses.replace(loaded.data, subjects=count))
     api.run_config(checkpoint, config if resume else loaded, existing, {"steps": steps, "minutes": minutes, "seed": seed})
     try:
         model = train_with_progress(clips, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
@@ -97,6 +110,11 @@ def track(
     backend: str = typer.Option("auto", help="torch, onnx (ONNX Runtime), tensorrt, or auto: onnx for students on the CPU, else torch."),
     engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
     smooth: int = typer.Option(0, min=0, help="Smooth keypoints over this many frames (odd, >= 3; confidence-weighted local quadratic fit); 0: off."),
+    subjects: Optional[str] = typer.Option(None, help="Animals to follow: a number or auto (default: as trained)."),
+    subject_id: Optional[str] = typer.Option(None, "--subject-id", help="NWB: the subject's id, or one per subject separated by commas (default: the subject names)."),
+    species: Optional[str] = typer.Option(None, help="NWB: species, Latin binomial (Mus musculus) or NCBI taxonomy IRI (default: a placeholder for 'an animal')."),
+    sex: str = typer.Option("U", help="NWB: M, F, O or U (unknown)."),
+    age: Optional[str] = typer.Option(None, help="NWB: ISO 8601 age, e.g. P8W, or a range P2D/P4D (default: P0D/, unknown)."),
 ) -> None:
     """Track keypoints through a video with a trained detector (teacher or distilled student)."""
     # Check the inputs before anything is logged, drawn or written, so that a bad one gives one
@@ -108,6 +126,10 @@ def track(
     if smooth and (smooth < 3 or smooth % 2 == 0 or smooth > 1001):
         raise FommError(f"--smooth must be 0 (off) or an odd number of frames from 3 to 1001, got {smooth}")
     smoothing = Smoothing(window=smooth) if smooth else None
+    count = parse_subjects(subjects)
+    nwb = _nwb_subject(subject_id, species, sex, age)
+    if count is not None and box is not None:
+        raise FommError("--subjects and --crop exclude each other: several subjects are each cropped on their own")
     check_suffix("--out", out, WRITABLE_TRACK_SUFFIXES)
     check_suffix("--csv", csv, (".csv",))
     check_suffix("--overlay", overlay, WRITABLE_VIDEO_SUFFIXES)
@@ -119,23 +141,28 @@ def track(
     if start >= info.num_frames or (stop is not None and stop <= start):
         raise FommError(f"no frames to track in {video} (start={start}, stop={stop}, frames={info.num_frames})")
     model = api.load_model(checkpoint, device=device, backend=backend, engine=engine)
+    looks = box
+    if count is not None:
+        looks = dataclasses.replace(model.crop, localized=True, subjects=0 if count == "auto" else count)
     # With smoothing, the tracks are smoothed before anything is written, and the overlay drawn from them.
     with all_or_nothing(out, overlay, csv):
-        tracks = track_with_progress(video, model, out=None if smoothing else out,
-                                     overlay=None if smoothing else overlay, crop=box, localize=localize,
-                                     frames=FrameRange(start, stop, stride), batch_size=batch_size)
+        tracks = track_with_progress(video, model, overlay=None if smoothing else overlay, crop=looks,
+                                     localize=localize, frames=FrameRange(start, stop, stride), batch_size=batch_size)
         if smoothing is not None:
             tracks = smooth_tracks(tracks, smoothing)
-            save_tracks(tracks, out)
             if overlay is not None:
                 with working("drawing the overlay"):
                     write_overlay(tracks, video, overlay)
-        if csv is not None:
-            save_tracks(tracks, csv)
+        written = nwb_paths(out, tracks.subject_names) if out.suffix.lower() == ".nwb" else [out]
+        with all_or_nothing(*written):
+            save_tracks(tracks, out, nwb)
+            if csv is not None:
+                save_tracks(tracks, csv)
+    several = f" of {tracks.num_subjects} subjects" if tracks.num_subjects > 1 else ""
     where = OnSubject.from_data(tracks.metadata.get("on_subject", {}))
-    console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints -> {out}"
-                  + (f", overlay {overlay}" if overlay else "") + (f" (smoothed over {smooth} frames)" if smooth else "")
-                  + f"; {where.describe()}")
+    console.print(f"tracked {tracks.num_frames} frames x {tracks.num_keypoints} keypoints{several} -> "
+                  f"{', '.join(str(p) for p in written)}" + (f", overlay {overlay}" if overlay else "")
+                  + (f" (smoothed over {smooth} frames)" if smooth else "") + f"; {where.describe()}")
 
 
 @app.command()
@@ -152,3 +179,5 @@ def demo(
                                    train_fn=train_with_progress, track_fn=track_with_progress)
     for name, path in written.items():
         results.print(f"{name:>12}: {path}")
+    where = OnSubject.from_data(load_tracks(written["tracks"]).metadata.get("on_subject", {}))
+    results.print(f"   keypoints: {where.describe()}")

@@ -18,7 +18,8 @@ from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
 from fomm_kp.localize.background import Background, reduce_frame
 
-__all__ = ["Blob", "find_subject", "find_in_reduced", "blob_moments", "foreground_mask", "foreground_mask_and_difference"]
+__all__ = ["Blob", "find_subject", "find_in_reduced", "blob_moments", "foreground_mask", "foreground_mask_and_difference",
+           "foreground_parts", "part_blob"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,11 +140,23 @@ def find_in_reduced(
             nearest = max(near, key=lambda i: mass[i])
             if mass[best] <= 2.0 * mass[nearest]:
                 best = nearest
-    component = labels == best
+    return part_blob(labels == best, diff, f, float(mass[best] / mass[1:].sum()), config)
+
+
+def foreground_parts(reduced: np.ndarray, background: Background, config: LocalizeConfig,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The foreground of a reduced frame in separate parts: ``(diff (h, w), labels (h, w), and per
+    label 0..n: area, mass, centroid x, centroid y)`` at work resolution (label 0 is the background)."""
+    diff, mask = foreground_mask_and_difference(reduced, background, config)
+    return (diff, *_components(mask, diff))
+
+
+def part_blob(component: np.ndarray, diff: np.ndarray, factor: int, dominance: float, config: LocalizeConfig) -> Blob:
+    """The :class:`Blob` of one foreground part (bool mask ``(h, w)`` at work resolution, reduced by
+    ``factor``): moments of its core, heading from its appendages."""
     ys, xs = _core(component, config.core_fraction)
     whole_ys, whole_xs = np.nonzero(component)
-    return _blob_from_pixels(xs, ys, diff[ys, xs], f, float(mass[best] / mass[1:].sum()), whole_xs, whole_ys,
-                             config.axis_min_elongation)
+    return _blob_from_pixels(xs, ys, diff[ys, xs], factor, dominance, whole_xs, whole_ys, config.axis_min_elongation)
 
 
 def _core(component: np.ndarray, core_fraction: float) -> tuple[np.ndarray, np.ndarray]:

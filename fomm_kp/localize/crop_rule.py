@@ -19,13 +19,16 @@ import numpy as np
 
 from fomm_kp.config import DataConfig, LocalizeConfig
 from fomm_kp.crops import CropSettings, Scene, check_box, check_box_in_frame
+from fomm_kp.errors import FommError
 from fomm_kp.localize.background import Background, estimate_background
 from fomm_kp.localize.boxes import boxes_for_frames, boxes_for_video
 from fomm_kp.localize.decisions import decide, should_align
 from fomm_kp.localize.motion import motion_region
+from fomm_kp.localize.multi import subjects_for_video
 from fomm_kp.video import probe
 
-__all__ = ["SubjectCrops", "TrainingCrops", "subject_crops", "training_crops", "stored_background", "model_crops",
+__all__ = ["SubjectCrops", "SubjectsCrops", "TrainingCrops", "subject_crops", "training_crops", "stored_background",
+           "model_crops", "model_subjects_crops",
            "image_crops"]
 
 log = logging.getLogger(__name__)
@@ -48,18 +51,63 @@ class SubjectCrops(NamedTuple):
         return SubjectCrops(*(a[self.found] for a in self))
 
 
+class SubjectsCrops(NamedTuple):
+    """Crop boxes of several subjects in the frames of a video, identities kept: ``frame_indices``
+    ``(T,)``, ``boxes`` float64 ``(T, N, 4)`` (``(T, N, 5)`` when turned to each subject's heading),
+    ``found`` bool ``(T, N)`` (the subject was seen there, or within a bridged gap; elsewhere its box is
+    interpolated and it gets no keypoints) and ``identity`` float ``(T, N)``, the identity confidence."""
+
+    frame_indices: np.ndarray
+    boxes: np.ndarray
+    found: np.ndarray
+    identity: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.boxes.shape[1])
+
+    def subject(self, n: int) -> SubjectCrops:
+        """The crops of subject ``n`` alone."""
+        return SubjectCrops(self.frame_indices, self.boxes[:, n], self.found[:, n])
+
+    def rows(self) -> dict[int, int]:
+        """Frame index → row."""
+        return {int(i): r for r, i in enumerate(self.frame_indices)}
+
+
+def _subjects(video: str | os.PathLike, data: DataConfig, subjects: int | str, side: int | None,
+              align: bool | None, background: Background | None) -> SubjectsCrops:
+    """Crops of several subjects (:mod:`fomm_kp.localize.multi`)."""
+    if data.localize == "off":
+        raise FommError("several subjects need localisation (each is found and cropped on its own): "
+                        "set data.localize to on or auto")
+    settings = data.localize_config()
+    located = subjects_for_video(video, settings, data.identity, subjects, background, side)
+    if align is None:
+        align = should_align(located, data.align, settings)
+        log.info("crops turned to each subject's heading: %s (align %s, elongation %.2f)",
+                 "yes" if align else "no", data.align, located.elongation)
+    return SubjectsCrops(located.frame_indices, located.crop_boxes(align).astype(np.float64), located.present,
+                         located.identity)
+
+
 def subject_crops(
     video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None, side: int | None = None,
-    align: bool | None = None, background: Background | None = None,
-) -> SubjectCrops | None:
+    align: bool | None = None, background: Background | None = None, subjects: int | str | None = None,
+) -> SubjectCrops | SubjectsCrops | None:
     """Per-frame crop boxes of ``video``, or None for whole frames.
 
     A fixed ``crop`` box applies to every frame. Otherwise ``data.localize`` decides: ``on`` always
     follows the subject, ``auto`` only when it is small in the frame, ``off`` never. ``side`` fixes
     the box side (a trained model's). Boxes have a fifth column, the angle that turns each crop to
     the subject's heading, when ``align`` (None: as ``data.align`` decides). ``background``: the
-    empty scene (default: the median of frames sampled over ``video``).
+    empty scene (default: the median of frames sampled over ``video``). ``subjects`` (default
+    ``data.subjects``) other than 1 follows that many subjects (or ``auto``: as many as persist) and
+    returns :class:`SubjectsCrops`.
     """
+    subjects = data.subjects if subjects is None else subjects
+    if crop is None and subjects != 1:
+        return _subjects(video, data, subjects, side, align, background)
     info = probe(video)
     if crop is not None:
         box = np.asarray(check_box_in_frame(crop, info.width, info.height, video), dtype=np.float64)
@@ -79,11 +127,12 @@ def subject_crops(
 
 
 class TrainingCrops(NamedTuple):
-    """What training looks at: the crops (frames where the subject was found; None: whole frames),
-    the settings a model trained on them keeps (the median box side is filled in by the caller),
-    and the clip's empty scene (None when nothing needed it: a fixed crop or localisation off)."""
+    """What training looks at: the crops (frames where the subject was found; None: whole frames;
+    with several subjects every subject's boxes, ``found`` saying where), the settings a model
+    trained on them keeps (the median box side is filled in by the caller), and the clip's empty
+    scene (None when nothing needed it: a fixed crop or localisation off)."""
 
-    crops: SubjectCrops | None
+    crops: SubjectCrops | SubjectsCrops | None
     settings: CropSettings
     background: Background | None
 
@@ -106,9 +155,15 @@ def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[fl
     if localized and background is not None:
         image = np.clip(np.round(background.image), 0, 255).astype(np.uint8)
         scene = Scene(image, background.factor, background.frame_width, background.frame_height)
+    if isinstance(located, SubjectsCrops) and located.count == 1:  # subjects: auto found one
+        located = located.subject(0)
+    several = isinstance(located, SubjectsCrops)
     settings = CropSettings(localized=localized, fixed_crop=None if crop is None else check_box(crop),
-                            aligned=located is not None and located.boxes.shape[1] == 5, scene=scene)
-    return TrainingCrops(None if located is None else located.where_found(), settings, background)
+                            aligned=located is not None and located.boxes.shape[-1] == 5, scene=scene,
+                            subjects=located.count if several else 1)
+    if located is None or several:
+        return TrainingCrops(located, settings, background)
+    return TrainingCrops(located.where_found(), settings, background)
 
 
 def stored_background(video: str | os.PathLike, crop: CropSettings, config: LocalizeConfig) -> Background | None:
@@ -136,11 +191,24 @@ def model_crops(video: str | os.PathLike, crop: CropSettings, data: DataConfig, 
     """The boxes a trained model looks at in the frames of ``video``: its fixed crop, or boxes that
     follow the subject with its box side and heading rule, or None (whole frames). ``localize``
     (``on``/``off``/``auto``) overrides the model's own choice."""
+    located = model_subjects_crops(video, crop, data, localize)
+    if isinstance(located, SubjectsCrops):
+        log.info("the model follows %d subjects: using the crops of the first", located.count)
+        return located.subject(0)
+    return located
+
+
+def model_subjects_crops(video: str | os.PathLike, crop: CropSettings, data: DataConfig, localize: str | None = None,
+                         ) -> SubjectCrops | SubjectsCrops | None:
+    """:func:`model_crops` for tracking: a model trained on several subjects (``crop.subjects`` not 1;
+    0: count them in this video) follows each of them here too (:class:`SubjectsCrops`)."""
     localize = localize or ("on" if crop.localized else "off")
-    side = int(round(crop.box_side)) if crop.localized and localize != "auto" else None
+    side = int(round(crop.box_side)) if crop.localized and localize != "auto" and crop.box_side > 0 else None
     aligned = crop.aligned and crop.fixed_crop is None
     background = stored_background(video, crop, data.localize_config()) if localize != "off" else None
-    return subject_crops(video, dataclasses.replace(data, localize=localize), crop.fixed_crop, side, aligned, background)
+    subjects = crop.subjects if crop.subjects > 0 else "auto"
+    return subject_crops(video, dataclasses.replace(data, localize=localize), crop.fixed_crop, side, aligned, background,
+                         subjects)
 
 
 def image_crops(frames: Iterable[np.ndarray] | np.ndarray, crop: CropSettings, data: DataConfig,

@@ -38,6 +38,8 @@ class Tracks:
         keypoint_names: K names.
         subject_names: N names.
         metadata: how the tracks were made, as plain data (JSON types): e.g. ``smoothing``.
+        identities: float32 ``(T, N)`` confidence in [0, 1] that each subject is the same animal as in
+            the frames before (several subjects followed in one video; 0 where not found), or None.
         times: float64 ``(T,)`` seconds of each row from the video's first frame, from the video's
             own timestamps (they differ from ``frame_indices / fps`` in a variable-frame-rate
             video), or None when unknown.
@@ -53,6 +55,7 @@ class Tracks:
     keypoint_names: tuple[str, ...] = field(default=())
     subject_names: tuple[str, ...] = field(default=())
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    identities: np.ndarray | None = None
     times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -92,6 +95,12 @@ class Tracks:
                 if value.shape != (t, n, k, 2, 2):
                     raise FommError(f"Tracks.{name} must have shape {(t, n, k, 2, 2)}, got {value.shape}")
                 object.__setattr__(self, name, value)
+        if self.identities is not None:
+            identities = np.asarray(self.identities, dtype=np.float32)
+            if identities.shape != (t, n) or not ((identities >= 0) & (identities <= 1)).all():
+                raise FommError(f"Tracks.identities must be {(t, n)} confidences in [0, 1], got shape "
+                                f"{identities.shape}")
+            object.__setattr__(self, "identities", identities)
         names = tuple(self.keypoint_names) or tuple(f"kp{i}" for i in range(k))
         subjects = tuple(self.subject_names) or tuple(f"subject{i}" for i in range(n))
         if len(names) != k:
@@ -143,6 +152,7 @@ class Tracks:
             keypoint_names=self.keypoint_names,
             subject_names=self.subject_names,
             metadata=self.metadata,
+            identities=None if self.identities is None else self.identities[index],
             times=None if self.times is None else self.times[index],
         )
 

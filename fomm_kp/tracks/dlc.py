@@ -20,7 +20,7 @@ from fomm_kp.optional import require
 from fomm_kp.tracks.core import Tracks, resolve_fps
 from fomm_kp.tracks.dlc_h5 import DlcTable, read_dlc_h5
 
-__all__ = ["HEADER_ROWS", "read_dlc_csv", "read_dlc_table", "row_names", "load_dlc", "save_dlc_csv"]
+__all__ = ["HEADER_ROWS", "read_dlc_csv", "read_dlc_table", "row_names", "load_dlc", "save_dlc_csv", "save_dlc_h5"]
 
 HEADER_ROWS = ("scorer", "individuals", "bodyparts", "coords")  # DeepLabCut's column levels, in order
 
@@ -186,6 +186,37 @@ def save_dlc_csv(tracks: Tracks, path: str | os.PathLike, scorer: str = "fomm_kp
     """Write tracks in DeepLabCut's CSV layout: header rows scorer/(individuals)/bodyparts/coords, one
     row per frame with x, y and likelihood of every keypoint (atomically)."""
     return atomic_write(path, lambda tmp: _write_dlc_csv(tracks, tmp, scorer))
+
+
+def _dlc_columns(tracks: Tracks, scorer: str) -> tuple[list[tuple[str, ...]], list[str]]:
+    """DeepLabCut's column tuples (with an ``individuals`` level for several subjects) and level names."""
+    if tracks.num_subjects > 1:
+        names = list(HEADER_ROWS)
+        return [(scorer, s, k, c) for s in tracks.subject_names for k in tracks.keypoint_names
+                for c in ("x", "y", "likelihood")], names
+    return [(scorer, k, c) for k in tracks.keypoint_names for c in ("x", "y", "likelihood")], [
+        "scorer", "bodyparts", "coords"]
+
+
+def _dlc_values(tracks: Tracks) -> np.ndarray:
+    """``(T, N·K·3)`` float64: x, y, likelihood of every keypoint of every subject (NaN where missing)."""
+    kp = tracks.keypoints.astype(np.float64)
+    return np.concatenate([kp, tracks.scores.astype(np.float64)[..., None]], axis=-1).reshape(tracks.num_frames, -1)
+
+
+def save_dlc_h5(tracks: Tracks, path: str | os.PathLike, scorer: str = "fomm_kp") -> Path:
+    """Write tracks as DeepLabCut's analysis ``.h5`` (atomically): a pandas table under the key
+    ``df_with_missing`` (``format="table"``, as DeepLabCut writes it) with MultiIndex columns
+    scorer/(individuals)/bodyparts/coords, float64 values only (no object columns) and the frame
+    numbers as its index. Read back by :func:`load_dlc` (h5py, nothing unpickled), pandas
+    (``read_hdf``), DeepLabCut and ``movement``; needs PyTables (the ``interop`` extra)."""
+    require("tables", "writing DeepLabCut .h5 files")
+    pandas = require("pandas", "writing DeepLabCut .h5 files")
+    columns, names = _dlc_columns(tracks, scorer)
+    frame = pandas.DataFrame(_dlc_values(tracks), columns=pandas.MultiIndex.from_tuples(columns, names=names),
+                             index=pandas.Index(tracks.frame_indices.astype(np.int64)))
+    return atomic_write(path, lambda tmp: frame.to_hdf(tmp, key="df_with_missing", format="table", mode="w"),
+                        suffix=".h5")
 
 
 def _write_dlc_csv(tracks: Tracks, path: Path, scorer: str) -> None:

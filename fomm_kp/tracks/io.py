@@ -10,9 +10,9 @@ from fomm_kp.errors import FommError
 from fomm_kp.files import check_regular
 from fomm_kp.optional import require
 from fomm_kp.tracks.core import Tracks
-from fomm_kp.tracks.dlc import load_dlc, save_dlc_csv
+from fomm_kp.tracks.dlc import load_dlc, save_dlc_csv, save_dlc_h5
 from fomm_kp.tracks.npz import load_npz, save_npz
-from fomm_kp.tracks.nwb import load_nwb, save_nwb
+from fomm_kp.tracks.nwb import NwbSubject, load_nwb, save_nwb
 from fomm_kp.tracks.sleap import load_sleap, save_sleap
 
 __all__ = ["READERS", "WRITERS", "TRACK_SUFFIXES", "WRITABLE_TRACK_SUFFIXES", "FORMAT_MODULES", "require_format",
@@ -23,7 +23,7 @@ READERS: dict[str, Callable[[Path], Tracks]] = {
     ".npz": load_npz, ".csv": load_dlc, ".h5": load_dlc, ".slp": load_sleap, ".nwb": load_nwb,
 }
 WRITERS: dict[str, Callable[[Tracks, Path], Path]] = {
-    ".npz": save_npz, ".csv": save_dlc_csv, ".slp": save_sleap, ".nwb": save_nwb,
+    ".npz": save_npz, ".csv": save_dlc_csv, ".h5": save_dlc_h5, ".slp": save_sleap, ".nwb": save_nwb,
 }
 # The optional packages each format needs (the ``interop`` extra), checked before any work.
 FORMAT_MODULES: dict[str, tuple[str, ...]] = {
@@ -42,13 +42,17 @@ def require_format(path: str | os.PathLike | None) -> None:
             require(module, f"a {suffix} file ({path})")
 
 
-def save_tracks(tracks: Tracks, path: str | os.PathLike) -> Path:
+def save_tracks(tracks: Tracks, path: str | os.PathLike, subject: NwbSubject | None = None) -> Path:
     """Write tracks by suffix: ``.npz`` (lossless), ``.csv`` (DeepLabCut layout with likelihood),
-    ``.slp`` or ``.nwb`` (with the ``interop`` extra); atomically."""
+    ``.h5`` (DeepLabCut's pandas table), ``.slp`` or ``.nwb`` (with the ``interop`` extra); atomically.
+    NWB files describe one subject each (several subjects: one file per subject, see
+    :func:`fomm_kp.tracks.nwb.nwb_paths`), with ``subject``'s metadata or documented placeholders."""
     path = Path(path)
     writer = WRITERS.get(path.suffix.lower())
+    if writer is save_nwb:
+        return save_nwb(tracks, path, subject)
     if writer is None:
-        raise FommError(f"cannot write tracks as '{path.suffix.lower()}' ({path}): use .npz, .csv, .slp or .nwb")
+        raise FommError(f"cannot write tracks as '{path.suffix.lower()}' ({path}): use .npz, .csv, .h5, .slp or .nwb")
     return writer(tracks, path)
 
 

@@ -30,6 +30,8 @@ def _write_npz(tracks: Tracks, path: Path) -> None:
         arrays["jacobians"] = tracks.jacobians
     if tracks.covariances is not None:
         arrays["covariances"] = tracks.covariances
+    if tracks.identities is not None:
+        arrays["identities"] = tracks.identities
     if tracks.times is not None:
         arrays["times"] = tracks.times
     with open(path, "wb") as fh:
@@ -60,6 +62,7 @@ def load_npz(path: str | os.PathLike) -> Tracks:
                 keypoint_names=tuple(str(s) for s in data["keypoint_names"]),
                 subject_names=tuple(str(s) for s in data["subject_names"]),
                 metadata=_metadata(data),
+                identities=data["identities"] if "identities" in data else None,
                 times=data["times"] if "times" in data else None,
             )
     except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:

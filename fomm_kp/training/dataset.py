@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fomm_kp.errors import FommError
-from fomm_kp.localize.crop_rule import SubjectCrops
+from fomm_kp.localize.crop_rule import SubjectCrops, SubjectsCrops
 from fomm_kp.video import crop_frame, iter_frames, probe, resize_frame
 
 __all__ = ["TrainingFrames", "load_training_frames", "foreground_masks", "FramePairs", "Pair"]
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainingFrames:
     """``frames`` uint8 ``(T, S, S, 3)``; ``frame_indices`` ``(T,)``; ``boxes`` ``(T, 4)`` crops used, in pixels
-    (``(T, 5)`` when crops were turned to the subject's heading)."""
+    (``(T, 5)`` when crops were turned to the subject's heading); ``subjects`` int ``(T,)`` which subject
+    each crop shows when there are several (crops of one subject together, in time order), else None."""
 
     frames: np.ndarray
     frame_indices: np.ndarray
@@ -34,6 +35,29 @@ class TrainingFrames:
     fps: float
     video: str
     masks: np.ndarray | None = None  # uint8 (T, S, S): 1 where a frame differs from the static scene
+    subjects: np.ndarray | None = None
+
+
+def _subjects_frames(video: str | os.PathLike, size: int, stride: int, crops: SubjectsCrops,
+                     fps: float) -> TrainingFrames:
+    """The crops of every subject where it was found, one subject after another."""
+    rows = crops.rows()
+    per: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[] for _ in range(crops.count)]
+    for index, frame in iter_frames(video, stride=stride):
+        row = rows.get(index)
+        for n in range(crops.count) if row is not None else ():
+            if crops.found[row, n]:
+                box = crops.boxes[row, n]
+                per[n].append((index, resize_frame(crop_frame(frame, box), size), box))
+    usable = [n for n in range(crops.count) if len(per[n]) >= 2]
+    if not usable:
+        raise FommError(f"no subject of {video} was found in 2 or more frames: training needs at least 2")
+    items = [item for n in usable for item in per[n]]
+    subjects = np.concatenate([np.full(len(per[n]), n, dtype=np.int64) for n in usable])
+    log.info("loaded %d training crops of %d subject(s) of %s (stride %d, %d px)", len(items), len(usable), video,
+             stride, size)
+    return TrainingFrames(np.stack([c for _, c, _ in items]), np.asarray([i for i, _, _ in items], dtype=np.int64),
+                          np.stack([b for _, _, b in items]), fps, str(video), subjects=subjects)
 
 
 def foreground_masks(data: TrainingFrames, scene: np.ndarray, min_contrast: float = 12.0,
@@ -67,16 +91,19 @@ def foreground_masks(data: TrainingFrames, scene: np.ndarray, min_contrast: floa
     return masks
 
 def load_training_frames(video: str | os.PathLike, size: int, max_frames: int,
-                         crops: SubjectCrops | None = None) -> TrainingFrames:
+                         crops: SubjectCrops | SubjectsCrops | None = None) -> TrainingFrames:
     """Read up to ``max_frames`` evenly strided frames, crop each to its box (or the whole frame), resize to ``size``.
 
     ``crops`` gives per-frame crop boxes (:mod:`fomm_kp.localize.crop_rule`); frames without a box
-    are skipped. None: whole frames.
+    are skipped. None: whole frames. With several subjects (:class:`SubjectsCrops`) every subject's
+    crops are used, up to ``max_frames`` frames of each.
     """
     info = probe(video)
     if info.num_frames < 2:
         raise FommError(f"{video} has {info.num_frames} frame(s): training needs at least 2")
     stride = max(1, int(np.ceil(info.num_frames / max_frames)))
+    if isinstance(crops, SubjectsCrops):
+        return _subjects_frames(video, size, stride, crops, info.fps)
     lookup = None
     if crops is not None:
         lookup = {int(f): np.asarray(b, dtype=np.float64) for f, b in zip(crops.frame_indices, crops.boxes)}
@@ -130,7 +157,11 @@ class FramePairs:
         count = len(self.frames)
         if count < 2:
             raise FommError(f"{count} training frame(s) of {data.video}: pairs need at least 2")
-        stride = int(np.median(np.diff(data.frame_indices)))
+        self.subjects = data.subjects
+        steps = np.diff(data.frame_indices)
+        if self.subjects is not None:
+            steps = steps[np.diff(self.subjects) == 0]  # within one subject's crops
+        stride = max(1, int(np.median(steps))) if len(steps) else 1
         # Both gaps in stored frames, within [1, count - 1] so that every pair fits in the clip.
         self.max_gap = max(1, min(count - 1, int(round(max_gap / stride))))
         self.min_gap = min(max(1, int(round(min_gap / stride))), self.max_gap)
@@ -144,15 +175,34 @@ class FramePairs:
         return len(self.frames)
 
     def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(first, second)`` stored-frame indices ``(B,)``, ``min_gap <= |second - first| <= max_gap``."""
+        """``(first, second)`` stored-frame indices ``(B,)``, ``min_gap <= |second - first| <= max_gap``
+        (both crops of one subject when there are several)."""
         count = len(self.frames)
         gaps = self.rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
         # The earlier frame is drawn among those that leave room for the gap (max_gap < count), so
         # every draw is valid; then the order is flipped half the time.
         earlier = self.rng.integers(0, count - gaps)
+        if self.subjects is not None:
+            earlier = self._same_subject(earlier, gaps)
         later = earlier + gaps
         swap = self.rng.random(batch_size) < 0.5
         return np.where(swap, later, earlier), np.where(swap, earlier, later)
+
+    def _same_subject(self, earlier: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        """Draws of ``earlier`` whose pair would join two subjects' crops redrawn until it does not
+        (a subject too short for a gap pairs its first and last crops)."""
+        last = np.r_[np.flatnonzero(np.diff(self.subjects)), len(self.subjects) - 1]  # last crop of each run
+        end = last[np.searchsorted(last, np.arange(len(self.subjects)))]  # per crop: its run's last crop
+        for _ in range(100):
+            bad = end[earlier] < earlier + gaps
+            if not bad.any():
+                return earlier
+            earlier[bad] = self.rng.integers(0, len(self.subjects) - gaps[bad])
+        bad = end[earlier] < earlier + gaps
+        start = np.r_[0, last[:-1] + 1][np.searchsorted(last, earlier[bad])]
+        earlier[bad] = np.maximum(start, end[earlier[bad]] - gaps[bad])  # runs hold 2+ crops: a gap of 1+ fits
+        gaps[bad] = end[earlier[bad]] - earlier[bad]
+        return earlier
 
     def sample(self, batch_size: int) -> Pair:
         first, second = self.sample_indices(batch_size)

@@ -150,8 +150,9 @@ def test_demo_command(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(demo, "sample_video", lambda: short)
     monkeypatch.setattr(demo, "sample_labels", lambda: labels)
     out = tmp_path / "demo"
-    code, _, err = run_cli(["demo", "--out", str(out), "--steps", "2"], capsys, monkeypatch)
+    code, shown, err = run_cli(["demo", "--out", str(out), "--steps", "2"], capsys, monkeypatch)
     assert code == 0, err
+    assert "keypoints:" in shown and "of keypoints" in shown  # the on-subject diagnostic
     assert {"checkpoint.pt", "overlay.mp4", "preview.png", "tracks.csv", "tracks.npz"} <= set(files_under(out))
     assert not [name for name in files_under(out) if ".partial" in name or name.startswith(".")]
     config, _, step, meta = read_checkpoint(out / "checkpoint.pt")

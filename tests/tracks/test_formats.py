@@ -12,6 +12,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.tracks import Tracks, load_tracks, save_tracks
 from fomm_kp.tracks.core import DEFAULT_FPS
 from fomm_kp.tracks.dlc import load_dlc
+from fomm_kp.tracks.nwb import load_nwb_subjects, nwb_paths
 from fomm_kp.tracks.sleap import load_sleap
 
 
@@ -77,8 +78,16 @@ def test_sleap_round_trip(tmp_path: Path, tracks: Tracks) -> None:
 def test_nwb_round_trip(tmp_path: Path, tracks: Tracks) -> None:
     pytest.importorskip("pynwb")
     pytest.importorskip("ndx_pose")
-    back = load_tracks(save_tracks(tracks, tmp_path / "t.nwb"))
+    first = save_tracks(tracks, tmp_path / "t.nwb")  # one file per subject: t_m1.nwb, t_m2.nwb
+    paths = nwb_paths(tmp_path / "t.nwb", tracks.subject_names)
+    assert first == paths[0] and [p.name for p in paths] == ["t_m1.nwb", "t_m2.nwb"] and all(p.is_file() for p in paths)
+    assert not (tmp_path / "t.nwb").exists()
+    back = load_nwb_subjects(paths)
     assert_same(tracks, back, atol=1e-4)  # 12.5 rows/s (25 fps, every 2nd frame) survives
+    one = load_tracks(paths[1])
+    present = ~np.isnan(tracks.keypoints[:, 1]).all(axis=(1, 2))  # frames without the subject are left out
+    assert one.subject_names == ("m2",) and np.array_equal(one.frame_indices, tracks.frame_indices[present])
+    np.testing.assert_allclose(one.keypoints[:, 0], tracks.keypoints[present, 1], atol=1e-4)
 
 
 def test_missing_optional_package_names_the_extra(tmp_path: Path, tracks: Tracks, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,3 +197,36 @@ def test_foreground_masks_find_the_subject_and_travel_with_their_frames() -> Non
 def test_pairs_without_masks_have_none() -> None:
     pair = FramePairs(frames_of(6), 1, 2, flip=True, color_jitter=0.1, seed=0).sample(3)
     assert pair.masks is None and pair.source.shape == (3, 3, 8, 8)
+
+
+def test_pairs_of_several_subjects_never_join_two_subjects() -> None:
+    """Crops of three subjects, one after another (runs of 30, 2 and 18 crops): a pair is always two
+    crops of one subject, at a gap in bounds; the two-crop subject is paired too."""
+    runs = (30, 2, 18)
+    data = frames_of(sum(runs))
+    subjects = np.repeat(np.arange(3), runs)
+    frame_indices = np.concatenate([np.arange(r) for r in runs])
+    data = TrainingFrames(data.frames, frame_indices, data.boxes, 25.0, "synthetic", subjects=subjects)
+    pairs = FramePairs(data, min_gap=1, max_gap=10, flip=False, color_jitter=0.0, seed=3)
+    first, second = pairs.sample_indices(5000)
+    assert (subjects[first] == subjects[second]).all()
+    gaps = np.abs(second - first)
+    assert gaps.min() >= 1 and gaps.max() <= 10
+    assert set(np.unique(subjects[first])) == {0, 1, 2}
+
+
+def test_training_frames_of_several_subjects(tmp_path: Path) -> None:
+    from fomm_kp.localize.crop_rule import SubjectsCrops
+
+    frames, _ = disc_frames(num_frames=12, width=64, height=48)
+    path = write_video(tmp_path / "d.mp4", frames)
+    boxes = np.stack([np.tile([0.0, 0.0, 32.0, 32.0], (12, 1)), np.tile([32.0, 16.0, 64.0, 48.0], (12, 1))], axis=1)
+    found = np.ones((12, 2), bool)
+    found[3:6, 1] = False
+    data = load_training_frames(path, 16, 100, SubjectsCrops(np.arange(12), boxes, found, found.astype(float)))
+    assert data.frames.shape == (12 + 9, 16, 16, 3) and data.subjects.tolist() == [0] * 12 + [1] * 9
+    assert data.frame_indices[12:].tolist() == [0, 1, 2, 6, 7, 8, 9, 10, 11]
+    np.testing.assert_array_equal(data.boxes[12], boxes[0, 1])
+    none = SubjectsCrops(np.arange(12), boxes, np.zeros((12, 2), bool), np.zeros((12, 2)))
+    with pytest.raises(FommError, match="no subject"):
+        load_training_frames(path, 16, 100, none)
