@@ -1,4 +1,4 @@
-"""The public verbs of the main job: ``train`` a detector on one clip, ``load_model``, ``track`` a video.
+"""The public verbs of the main job: ``train`` a detector on one clip or several, ``load_model``, ``track`` a video.
 
     model = fomm_kp.train("mouse.mp4", "runs/mouse", minutes=10)
     tracks = fomm_kp.track("mouse.mp4", model, overlay="overlay.mp4")
@@ -29,6 +29,7 @@ from fomm_kp.models import FOMM
 from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model, choose_device, load_model, track
 from fomm_kp.localize.background import estimate_background
+from fomm_kp.training.clips import ClipPairs, training_clips
 from fomm_kp.training.dataset import FramePairs, TrainingFrames, foreground_masks, load_training_frames
 from fomm_kp.training.distributed import session
 from fomm_kp.training.trainer import Trainer
@@ -130,21 +131,44 @@ def _pairs(data: TrainingFrames, config: Config, crop: CropSettings) -> FramePai
                       rotate90=config.data.any_orientation == "on", flip_vertical=crop.aligned)
 
 
-def _training_frames(video: Path, config: Config, crop: Sequence[float] | None) -> tuple[TrainingFrames, CropSettings]:
-    """The training frames (crops by the crop rule, foreground masks) and where the model looks."""
-    started = time.monotonic()
-    located, settings, background = training_crops(video, config.data, crop)
-    data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
-    # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
-    scene = (background or estimate_background(video, config.data.localize_config())).scene()
-    data = dataclasses.replace(data, masks=foreground_masks(data, scene))
-    log.info("foreground: %.1f%% of training pixels differ from the static scene", 100.0 * data.masks.mean())
-    log.info("prepared %d frames in %.1f s", len(data.frames), time.monotonic() - started)
-    return data, settings
+def _clip_length(data: TrainingFrames) -> float:
+    """A clip's length in original frames (stored frames × their stride), its weight among clips."""
+    stride = float(np.median(np.diff(data.frame_indices))) if len(data.frame_indices) > 1 else 1.0
+    return len(data.frames) * stride
+
+
+def _all_pairs(clips: list[TrainingFrames], config: Config, crop: CropSettings) -> FramePairs | ClipPairs:
+    """One clip: its pairs as ever; several: pairs within each clip, clips drawn by length."""
+    if len(clips) == 1:
+        return _pairs(clips[0], config, crop)
+    return ClipPairs([_pairs(c, config, crop) for c in clips], [_clip_length(c) for c in clips],
+                     seed=config.train.seed)
+
+
+def _training_data(videos: list[Path], config: Config, crop: Sequence[float] | None,
+                   ) -> tuple[list[TrainingFrames], CropSettings]:
+    """Each clip's training frames, cropped by one rule; every clip must get the same crop decision."""
+    clips, settings = [], None
+    for video in videos:
+        located, found, background = training_crops(video, config.data, crop)
+        rule = (found.localized, found.aligned, found.fixed_crop)
+        if settings is not None and rule != (settings.localized, settings.aligned, settings.fixed_crop):
+            raise FommError(f"{video} gets other crops than {videos[0]} (localised {found.localized}, aligned "
+                            f"{found.aligned}, fixed crop {found.fixed_crop}): set data.localize, data.align and "
+                            "data.motion_crop to on or off, or give --crop")
+        settings = settings or found  # a localised model keeps the first clip's empty scene
+        data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
+        # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
+        scene = (background or estimate_background(video, config.data.localize_config())).scene()
+        data = dataclasses.replace(data, masks=foreground_masks(data, scene))
+        log.info("%s: %.1f%% of training pixels differ from the static scene", video, 100.0 * data.masks.mean())
+        clips.append(data)
+    boxes = np.concatenate([c.boxes for c in clips])
+    return clips, dataclasses.replace(settings, box_side=float(np.median(boxes[:, 2] - boxes[:, 0])))
 
 
 def train(
-    video: str | os.PathLike,
+    video: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config: Config | str | os.PathLike | None = None,
     steps: int | None = None,
@@ -155,17 +179,20 @@ def train(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> Model:
-    """Train a FOMM keypoint detector on one video, self-supervised; returns the trained model.
+    """Train a FOMM keypoint detector on one video or several, self-supervised; returns the trained model.
 
-    Writes ``checkpoint.pt`` (atomically, with its config and where the model looks) and
-    ``preview.png`` into ``out_dir``. ``config`` None: the CPU default, or on a GPU the GPU default
-    (:func:`default_config`). ``steps``/``minutes``/``seed`` override the config;
-    ``crop`` fixes one box ``x0, y0, x1, y1`` for every frame. A trained checkpoint already in
-    ``out_dir`` is never replaced unasked: ``existing="resume"`` continues it (with its config),
-    ``existing="overwrite"`` replaces it. Started by torchrun (``RANK``/``WORLD_SIZE`` set), each
-    process trains on its share of the batch with DistributedDataParallel and rank 0 writes.
+    ``video`` is a path or a list of paths; a folder of video files stands for those videos
+    (:func:`fomm_kp.training.clips.training_clips`). With several clips each training pair is drawn
+    within one clip, clips chosen in proportion to their length. Writes ``checkpoint.pt``
+    (atomically, with its config and where the model looks) and ``preview.png`` into ``out_dir``.
+    ``config`` None: the CPU default, or on a GPU the GPU default (:func:`default_config`).
+    ``steps``/``minutes``/``seed`` override the config; ``crop`` fixes one box ``x0, y0, x1, y1``
+    for every frame. A trained checkpoint already in ``out_dir`` is never replaced unasked:
+    ``existing="resume"`` continues it (with its config), ``existing="overwrite"`` replaces it.
+    Started by torchrun (``RANK``/``WORLD_SIZE`` set), each process trains on its share of the
+    batch with DistributedDataParallel and rank 0 writes.
     """
-    out_dir, video = Path(out_dir), Path(video)
+    out_dir, videos = Path(out_dir), training_clips(video)
     with session(choose_device(device)) as (ranks, device):
         config, resumed = run_config(out_dir / "checkpoint.pt", config, existing,
                                      {"steps": steps, "minutes": minutes, "seed": seed}, device.type)
@@ -179,14 +206,18 @@ def train(
             torch.set_num_threads(config.train.num_threads)
         torch.manual_seed(config.train.seed + start_step)
         np.random.seed(config.train.seed + start_step)
-        data, settings = _training_frames(video, config, crop)
+        started = time.monotonic()
+        clips, settings = _training_data(videos, config, crop)
+        frames = sum(len(c.frames) for c in clips)
+        log.info("prepared %d frames of %d clip(s) in %.1f s", frames, len(clips), time.monotonic() - started)
         config = _orientation(config, settings)
         network = FOMM(config.model)
         if resumed is not None:
             load_weights(network.parts(), resumed.state_dicts, out_dir / "checkpoint.pt")
-        settings = dataclasses.replace(settings, box_side=float(np.median(data.boxes[:, 2] - data.boxes[:, 0])))
-        meta = {"video": str(video), **settings.to_meta(), "num_training_frames": int(len(data.frames))}
-        trainer = Trainer(network, config, _pairs(data, config, settings), device, out_dir, meta, start_step,
+        meta = {"video": str(videos[0]), **settings.to_meta(), "num_training_frames": int(frames)}
+        if len(videos) > 1:
+            meta["videos"] = [str(v) for v in videos]
+        trainer = Trainer(network, config, _all_pairs(clips, config, settings), device, out_dir, meta, start_step,
                           None if resumed is None else resumed.state_dicts.get("optimizer"), ranks)
         trainer.fit(config.train.steps, config.train.minutes, progress)
     return Model(trainer.model, config, trainer.meta, trainer.step_count, device)

@@ -98,10 +98,13 @@ class GeneratorConfig:
     max_features: int = 256
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 3
+    # Compose the output in pixels, m · warp(source) + (1 − m) · decoded, with a learned mask m:
+    # sharper, keeps the source's identity, and renders at the source's full resolution.
+    blend: bool = False
 
     def __post_init__(self) -> None:
         check(self, block_expansion=WIDTH, max_features=WIDTH, num_down_blocks=integer(0, 8),
-              num_bottleneck_blocks=integer(0))
+              num_bottleneck_blocks=integer(0), blend=flag())
 
 
 @dataclass(frozen=True)
@@ -366,7 +369,7 @@ BUILTIN_CONFIGS = tuple(sorted(p.stem for p in _BUILTIN_DIR.glob("*.yaml")))
 
 def builtin_config(name: str) -> Config:
     """One of the configs shipped with the package: ``cpu`` (the default), ``cpu128`` (128-px frames),
-    ``gpu`` (paper widths, 256 px), ``tiny`` (tests)."""
+    ``gpu`` (paper widths, 256 px), ``animation-cpu`` / ``animation-gpu`` (motion transfer), ``tiny`` (tests)."""
     if name not in BUILTIN_CONFIGS:
         raise FommError(f"unknown built-in config '{name}' (choose from {', '.join(BUILTIN_CONFIGS)})")
     return load_config(_BUILTIN_DIR / f"{name}.yaml")

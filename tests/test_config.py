@@ -40,6 +40,17 @@ def test_builtins_load(name: str) -> None:
     assert model.image_size % 2**model.generator.num_down_blocks == 0
 
 
+def test_animation_configs() -> None:
+    gpu, animation_gpu, cpu = builtin_config("gpu"), builtin_config("animation-gpu"), builtin_config("animation-cpu")
+    # The GPU animation config has the paper's shapes, those of the gpu config; only the blend differs.
+    assert dataclasses.replace(animation_gpu.model.generator, blend=False) == gpu.model.generator
+    assert animation_gpu.model.detector == gpu.model.detector and animation_gpu.model.dense_motion == gpu.model.dense_motion
+    assert animation_gpu.model.image_size == 256 and animation_gpu.model.generator.blend
+    assert cpu.model.image_size == 128 and cpu.model.generator.blend
+    assert cpu.model.detector.input_size == cpu.model.dense_motion.input_size == 64
+    assert cpu.train.minutes == 30
+
+
 def test_builtins_are_what_their_files_say() -> None:
     assert builtin_config("gpu").model.image_size == 256
     assert builtin_config("tiny").model.detector.num_keypoints == 4
@@ -160,7 +171,7 @@ def test_configs_are_frozen() -> None:
 
 
 def test_every_builtin_named_in_the_readme_loads() -> None:
-    assert set(BUILTIN_CONFIGS) == {"cpu", "cpu128", "gpu", "gpu_default", "tiny"}
+    assert set(BUILTIN_CONFIGS) == {"cpu", "cpu128", "gpu", "gpu_default", "tiny", "animation-cpu", "animation-gpu"}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in BUILTIN_CONFIGS:
         assert f"`{name}`" in readme, name

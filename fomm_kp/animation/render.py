@@ -4,7 +4,9 @@ The driving video is streamed in batches through the detector, the dense-motion 
 generator (:class:`~fomm_kp.animation.transfer.Animator`), and the results are written to mp4/gif,
 alone or beside the source and driving panels. A model trained on crops sees the driving frames
 (and a source taken from a video) cropped as in training (:func:`fomm_kp.localize.crop_rule.model_crops`);
-the result keeps the aspect ratio of the source region.
+the result is written at the source region's own size (or ``PanelOptions.size``): the networks run at
+the model's image size and :func:`fomm_kp.animation.upsample.full_resolution` brings their output to
+the source's resolution, taking the detail of visible parts from the full-resolution source.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from fomm_kp.animation.transfer import Animator, best_frame_index, index_keypoints, points_in_panel, reference_keypoints
+from fomm_kp.animation.transfer import (
+    Animator,
+    Rendered,
+    best_frame_index,
+    index_keypoints,
+    points_in_panel,
+    reference_keypoints,
+)
+from fomm_kp.animation.upsample import full_resolution
 from fomm_kp.errors import FommError
-from fomm_kp.images import images_to_frames
+from fomm_kp.images import frames_to_images, images_to_frames
 from fomm_kp.localize.crop_rule import model_crops
 from fomm_kp.progress import Progress, batched, report
 from fomm_kp.runtime.model import Model
@@ -39,7 +49,7 @@ from fomm_kp.viz import draw_keypoints, image_row, keypoint_colors
 
 __all__ = [
     "TransferOptions", "PanelOptions", "AnimationResult", "model_boxes", "source_view", "load_source",
-    "cropped_frames", "animate",
+    "cropped_frames", "output_size", "animate",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,8 +85,9 @@ class PanelOptions:
     Attributes:
         side_by_side: source | driving | result panels instead of the result alone.
         show_keypoints: keypoints drawn on the panels (source, driving and transferred).
-        size: height of the result panel in pixels (default: the model's image size). The result
-            keeps the source's aspect ratio, the driving panel the driving video's.
+        size: height of the result panel in pixels (default: the source's own height, so the
+            result has the source's size). The result keeps the source's aspect ratio, the driving
+            panel the driving video's; odd sides are rounded up to even (video encoders need it).
     """
 
     side_by_side: bool = False
@@ -170,11 +181,24 @@ def cropped_frames(model: Model, video: str | os.PathLike, frames: FrameRange | 
         yield index, resize_frame(view, size), view
 
 
+def _up_to_even(value: float) -> int:
+    value = max(2, int(round(value)))
+    return value + value % 2
+
+
 def _panel_size(height: int, aspect: float) -> tuple[int, int]:
-    """(width, height) of a panel of this height and width/height aspect, both even."""
-    height = max(2, int(round(height / 2)) * 2)
-    width = max(2, int(round(height * aspect / 2)) * 2)
-    return width, height
+    """(width, height) of a panel of this height and width/height aspect, both rounded up to even."""
+    height = _up_to_even(height)
+    return _up_to_even(height * aspect), height
+
+
+def output_size(view_shape: tuple[int, ...], size: int | None) -> tuple[int, int]:
+    """(width, height) of the result panel for a source region of ``view_shape`` ``(H, W, ...)``: the
+    region's own size, or ``size`` pixels high with its aspect ratio; odd sides rounded up to even."""
+    height, width = view_shape[:2]
+    if size is None:
+        return _up_to_even(width), _up_to_even(height)
+    return _panel_size(size, width / height)
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
@@ -187,9 +211,12 @@ def _even(frame: np.ndarray) -> np.ndarray:
 class _Panels:
     """Lays out each written frame: the result (with transferred keypoints), or source | driving | result."""
 
-    def __init__(self, view: np.ndarray, animator: Animator, options: PanelOptions, image_size: int) -> None:
+    def __init__(self, view: np.ndarray, animator: Animator, options: PanelOptions) -> None:
         self.options = options
-        self.size = _panel_size(options.size or image_size, view.shape[1] / view.shape[0])
+        self.size = output_size(view.shape, options.size)
+        # The source at the output size, for rendering the result there (full_resolution).
+        self.source_full = frames_to_images(np.array(resize_frame(view, self.size)[None]), animator.device)
+        self.source_model = animator.source_image
         self.colors = keypoint_colors(animator.kp_source.keypoints.shape[1])
         self.source_keypoints = points_in_panel(animator.kp_source.keypoints[0], *self.size)
         self.source_panel = self._draw(resize_frame(view, self.size), self.source_keypoints)
@@ -198,10 +225,21 @@ class _Panels:
     def _draw(self, panel: np.ndarray, points: np.ndarray) -> np.ndarray:
         return draw_keypoints(panel, points, self.colors) if self.options.show_keypoints else panel
 
+    def results(self, rendered: Rendered) -> np.ndarray:
+        """The rendered batch at the output size, uint8 ``(B, H, W, 3)`` (one frame at a time: the
+        full-resolution tensors of a large source are big)."""
+        frames = []
+        for i in range(rendered.prediction.shape[0]):
+            visibility = None if rendered.visibility is None else rendered.visibility[i:i + 1]
+            full = full_resolution(rendered.prediction[i:i + 1], rendered.flow[i:i + 1], visibility,
+                                   self.source_model, self.source_full)
+            frames.append(images_to_frames(full)[0])
+        return np.stack(frames)
+
     def compose(self, result: np.ndarray, transferred: np.ndarray, view: np.ndarray, driving: np.ndarray,
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """One written frame from a rendered result and its driving view; also the transferred keypoints
-        in pixels of the result panel. Keypoints are normalised tensors ``(K, 2)``."""
+        """One written frame from a result at the output size and its driving view; also the transferred
+        keypoints in pixels of the result panel. Keypoints are normalised tensors ``(K, 2)``."""
         width, height = self.size
         points = points_in_panel(transferred, width, height)
         frame = self._draw(resize_frame(result, self.size), points)
@@ -265,7 +303,7 @@ def animate(
     animator = Animator(model.network, resize_frame(view, model.config.model.image_size), relative=transfer.relative,
                         adapt_scale=transfer.adapt_scale)
     reference = _best_reference(animator, model, driving, frames, boxes, batch_size) if transfer.best_frame else 0
-    layout = _Panels(view, animator, panels, model.config.model.image_size)
+    layout = _Panels(view, animator, panels)
     writer = VideoWriter(out, info.fps / frames.stride)
     transferred, frame_size = [], (0, 0)
     try:
@@ -273,9 +311,10 @@ def animate(
             kp_driving = animator.detect(np.stack([crop for _, crop, _ in batch]))
             if transfer.relative and animator.kp_reference is None:  # the first driving frame is the reference
                 animator.set_reference(index_keypoints(kp_driving, 0))
-            prediction, _, kp_new = animator.render(kp_driving)
-            for i, result in enumerate(images_to_frames(prediction)):
-                frame, points = layout.compose(result, kp_new.keypoints[i], batch[i][2], kp_driving.keypoints[i])
+            rendered = animator.render(kp_driving)
+            for i, result in enumerate(layout.results(rendered)):
+                frame, points = layout.compose(result, rendered.keypoints.keypoints[i], batch[i][2],
+                                               kp_driving.keypoints[i])
                 transferred.append(points)
                 frame_size = (frame.shape[1], frame.shape[0])
                 writer.write(frame)

@@ -17,6 +17,7 @@ of the model's square input; frames at the boundary are uint8 ``(H, W, 3)``.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from fomm_kp.viz import draw_keypoints, image_row, keypoint_colors
 
 __all__ = [
     "convex_hull_area", "movement_scale", "transfer_keypoints", "best_frame_index", "index_keypoints",
-    "reference_keypoints", "points_in_panel", "Animator", "animation_grid",
+    "reference_keypoints", "points_in_panel", "Rendered", "Animator", "animation_grid",
 ]
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,16 @@ def reference_keypoints(keypoints: torch.Tensor, jacobians: torch.Tensor) -> Key
     return KeypointOutput(keypoints[None], jacobians[None], empty, keypoints.new_zeros(1, k, 2, 2), keypoints.new_zeros(1, k))
 
 
+class Rendered(NamedTuple):
+    """What :meth:`Animator.render` gives for B driving frames, at the model's image size S."""
+
+    prediction: torch.Tensor  # (B, 3, S, S) in [0, 1]
+    deformed: torch.Tensor  # (B, 3, S, S): the source warped by the dense flow alone
+    keypoints: KeypointOutput  # the transferred keypoints (B, K, 2) that drove it
+    flow: torch.Tensor  # (B, h, w, 2) dense flow, normalised coordinates
+    visibility: torch.Tensor | None  # (B, 1, S, S) share of the warped source (see GeneratorOutput)
+
+
 class Animator:
     """Animates one source image with a FOMM's detector, dense-motion network and generator.
 
@@ -231,19 +242,17 @@ class Animator:
                                   self.relative_jacobian, self.adapt_scale, scale=self.scale)
 
     @torch.no_grad()
-    def render(self, kp_driving: KeypointOutput) -> tuple[torch.Tensor, torch.Tensor, KeypointOutput]:
-        """Animate the source for B driving keypoint sets.
+    def render(self, kp_driving: KeypointOutput) -> Rendered:
+        """Animate the source for B driving keypoint sets (:class:`Rendered`, at the model's size).
 
-        Returns ``(prediction (B, 3, S, S), deformed (B, 3, S, S), transferred keypoints)``;
-        ``deformed`` is the source warped by the dense flow alone. The background slot is the
-        identity (``background=None``).
+        The background slot is the identity (``background=None``).
         """
         kp_new = self.transfer(kp_driving)
         b = kp_new.keypoints.shape[0]
         source = self.source_image.expand(b, -1, -1, -1)
         kp_source = KeypointOutput(*(t.expand(b, *t.shape[1:]) for t in self.kp_source))
-        prediction, deformed, _ = self.network.animate(source, kp_source, kp_new, background=None)
-        return prediction, deformed, kp_new
+        out, motion = self.network.render(source, kp_source, kp_new, background=None)
+        return Rendered(out.prediction, out.deformed, kp_new, motion.flow, out.visibility)
 
 
 def points_in_panel(keypoints: torch.Tensor, width: int, height: int) -> np.ndarray:
@@ -266,7 +275,8 @@ def animation_grid(network: FOMM, source: np.ndarray, driving: np.ndarray, relat
     kp_driving = animator.detect(driving)
     if relative:
         animator.set_reference(index_keypoints(kp_driving, 0))
-    prediction, _, kp_new = animator.render(kp_driving)
+    rendered = animator.render(kp_driving)
+    prediction, kp_new = rendered.prediction, rendered.keypoints
     size = source.shape[0]
     colors = keypoint_colors(kp_new.keypoints.shape[1])
 

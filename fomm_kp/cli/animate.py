@@ -29,7 +29,7 @@ def animate(
     source_frame: int = typer.Option(0, min=0, help="Frame of SOURCE to use when SOURCE is a video."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Write source | driving | result."),
     keypoints: bool = typer.Option(False, "--keypoints", help="Draw keypoints on the panels."),
-    size: Optional[int] = typer.Option(None, min=8, help="Height of the result panel in pixels (default: the model's image size)."),
+    size: Optional[int] = typer.Option(None, min=8, help="Height of the result panel in pixels (default: the source's own size; odd sides are rounded up to even)."),
     start: int = typer.Option(0, min=0, help="First driving frame."),
     stop: Optional[int] = typer.Option(None, help="Stop before this driving frame."),
     stride: int = typer.Option(1, min=1, help="Use every N-th driving frame."),

@@ -25,6 +25,7 @@ from fomm_kp.runtime.backends import require_tensorrt
 from fomm_kp.runtime.networks import LoadedDetector, load_detector
 from fomm_kp.runtime.onnx_graph import MAX_OPSET, MIN_OPSET
 from fomm_kp.settings import SEED, integer, number
+from fomm_kp.training.clips import training_clips
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -41,7 +42,8 @@ def _scaled_student(teacher: LoadedDetector, width: float) -> Optional[StudentCo
 
 @app.command()
 def distill(
-    video: Path = typer.Argument(..., help="The video the teacher was trained on (or more footage of the same scene)."),
+    videos: list[Path] = typer.Argument(..., help="The video(s) the teacher was trained on (or more footage of the "
+                                        "same scene), or a folder of videos."),
     teacher: Path = typer.Option(..., "--teacher", "-t", help="Teacher checkpoint.pt from fomm-kp train."),
     out: Path = typer.Option(Path("student.pt"), "--out", "-o", help="Student checkpoint to write."),
     steps: int = typer.Option(4000, min=1, help="Student training steps."),
@@ -60,13 +62,15 @@ def distill(
     check_option("--seed", seed, SEED)
     check_device(device)
     check_suffix("--report", report, (".json",))
-    check_outputs({"--out": out, "--report": report}, [video, teacher])
-    probe(video)
+    clips = training_clips(videos)
+    check_outputs({"--out": out, "--report": report}, [*clips, teacher])
+    for clip in clips:
+        probe(clip)
     config = DistillConfig(steps=steps, minutes=minutes or 0.0, batch_size=batch_size,
                            max_frames=max_frames, seed=seed, refresh_every=refresh_every)
     student_config = _scaled_student(load_detector(teacher), width)  # reads (and checks) the teacher before any work
     with all_or_nothing(out, report), progress_bar("distilling") as update:
-        result = run_distill(video, teacher, out, config, student_config, device, update)
+        result = run_distill(clips, teacher, out, config, student_config, device, update)
         if report is not None:
             atomic_write(report, lambda tmp: Path(tmp).write_text(json.dumps(result.report, indent=2)))
     r = result.report

@@ -19,7 +19,7 @@ from fomm_kp.evaluation.harness import evaluate_labels
 from fomm_kp.evaluation.keypoints import CrossValidation, save_evaluation
 from fomm_kp.evaluation.landmarks import BACKENDS as LANDMARK_BACKENDS
 from fomm_kp.evaluation.landmarks import check_landmarks
-from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, evaluate_reconstruction
+from fomm_kp.evaluation.reconstruction import PAPER_VOXCELEB_256, RESOLUTIONS, evaluate_reconstruction
 from fomm_kp.files import atomic_write, check_output_folder, check_outputs, refuse_folder_holding_inputs
 from fomm_kp.runtime import Model
 from fomm_kp.runtime.loading import require_backend
@@ -65,18 +65,18 @@ def keypoints(
         console.print(f"wrote {json_out}")
 
 
-def _reconstruction_table(data: dict, image_size: int, step: int) -> Table:
+def _reconstruction_table(data: dict, title: str) -> Table:
     def fmt(value: float | None, digits: int = 4) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    table = Table(title=f"reconstruction at {image_size} px (step {step})")
-    for column in ("video", "frames", "L1", "AKD", "MKR", "copy-source L1", "copy-source AKD"):
-        table.add_column(column, justify="left" if column == "video" else "right")
-    for row in data["videos"]:
-        table.add_row(Path(row["video"]).name, str(row["frames"]), fmt(row["l1"]), fmt(row["akd"], 3),
-                      fmt(row["mkr"], 3), fmt(row["baseline_l1"]), fmt(row["baseline_akd"], 3))
-    table.add_row("all", str(data["frames"]), fmt(data["l1"]), fmt(data["akd"], 3), fmt(data["mkr"], 3),
-                  fmt(data["baseline_l1"]), fmt(data["baseline_akd"], 3))
+    table = Table(title=title)
+    for column in ("video", "frames", "reconstruction", "L1", "AKD", "MKR", "AED"):
+        table.add_column(column, justify="left" if column in ("video", "reconstruction") else "right")
+    for row in [*data["videos"], dict(data, video="all")]:
+        for method, prefix in (("model", ""), ("copy source", "baseline_")):
+            table.add_row(Path(row["video"]).name if not prefix else "", str(row["frames"]) if not prefix else "", method,
+                          fmt(row[f"{prefix}l1"]), fmt(row[f"{prefix}akd"], 3), fmt(row[f"{prefix}mkr"], 3),
+                          fmt(row[f"{prefix}aed"], 3))
     return table
 
 
@@ -85,7 +85,9 @@ def reconstruction(
     videos: list[Path] = typer.Argument(..., help="Held-out videos; each is reconstructed from its first frame."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="checkpoint.pt from fomm-kp train."),
     landmarks: str = typer.Option("none", help="Face landmarks for AKD/MKR: none, auto, face-alignment or dlib."),
-    landmark_size: int = typer.Option(256, min=16, help="Frame size for landmark detection; AKD is in its pixels."),
+    aed: Optional[bool] = typer.Option(None, "--aed/--no-aed", help="Face identity distance (AED) with dlib's face-recognition model (default: on with --landmarks)."),
+    resolution: str = typer.Option("model", help="model: measure at the model's image size (the papers' protocol); full: at the video's own size, rendered as animate renders."),
+    landmark_size: int = typer.Option(256, min=16, help="Frame size for face metrics; AKD is in its pixels."),
     start: int = typer.Option(0, min=0, help="First frame of each video (the source)."),
     stop: Optional[int] = typer.Option(None, help="Stop before this frame."),
     stride: int = typer.Option(1, min=1, help="Use every N-th frame as a driving frame."),
@@ -93,8 +95,10 @@ def reconstruction(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
 ) -> None:
-    """Reconstruction L1 (and face AKD / missing-keypoint rate) with the FOMM papers' protocol."""
+    """Reconstruction L1 (and for faces AKD, missing-keypoint rate and AED) with the FOMM papers' protocol,
+    beside copying the source frame."""
     check_choice("--landmarks", landmarks, ("none", *LANDMARK_BACKENDS))
+    check_choice("--resolution", resolution, RESOLUTIONS)
     if landmarks != "none":
         check_landmarks(landmarks)
     check_suffix("--out", out, (".json",))
@@ -103,14 +107,19 @@ def reconstruction(
     for video in videos:
         probe(video)
     model = Model.load(checkpoint, device=device)
+    identity = "dlib" if (aed if aed is not None else landmarks != "none") else None
     with progress_bar("reconstructing") as update:
         report = evaluate_reconstruction(
             model, videos, landmarks=None if landmarks == "none" else landmarks, landmark_size=landmark_size,
-            frames=FrameRange(start, stop, stride), batch_size=batch_size, progress=update)
+            frames=FrameRange(start, stop, stride), batch_size=batch_size, progress=update, identity=identity,
+            resolution=resolution)
     data = report.to_dict()
-    results.print(_reconstruction_table(data, report.image_size, report.checkpoint_step))
+    where = f"{report.image_size} px (the model's size)" if resolution == "model" else "each video's own size"
+    results.print(_reconstruction_table(data, f"reconstruction at {where}, step {report.checkpoint_step}"))
     if report.landmarks:
         results.print(f"landmarks: {report.landmarks}; AKD in pixels of {report.landmark_size} px frames")
+    if report.identity:
+        results.print(f"identity: {report.identity}; AED in its descriptor units (same person: below ~0.6)")
     results.print(f"reference, FOMM paper on VoxCeleb at 256 px: L1 {PAPER_VOXCELEB_256['l1']}, AKD {PAPER_VOXCELEB_256['akd']}")
     for note in report.notes:
         results.print(f"note: {note}")

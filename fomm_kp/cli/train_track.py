@@ -30,6 +30,7 @@ from fomm_kp.tracks.nwb import PLACEHOLDER_SPECIES, NwbSubject, nwb_paths
 from fomm_kp.tracks.overlay import write_overlay
 from fomm_kp.tracks.smoothing import Smoothing, smooth_tracks
 from fomm_kp.training.distributed import ranks_from_environment
+from fomm_kp.training.clips import training_clips
 from fomm_kp.training.trainer import TrainingInterrupted
 from fomm_kp.video import VIDEO_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, FrameRange, probe
 
@@ -39,7 +40,7 @@ def _nwb_subject(subject_id: Optional[str], species: Optional[str], sex: str, ag
     return NwbSubject(ids, species or PLACEHOLDER_SPECIES, sex, age or "P0D/")
 
 
-def train_with_progress(video: Path, out: Path, **kwargs) -> api.Model:
+def train_with_progress(video: Path | list[Path], out: Path, **kwargs) -> api.Model:
     """Run :func:`fomm_kp.train` under a progress bar showing loss and ETA (rank 0 only under DDP)."""
     if not ranks_from_environment().writer:
         return api.train(video, out, **kwargs)
@@ -72,9 +73,10 @@ def track_with_progress(video: Path, model: Detector, **kwargs) -> Tracks:
 
 @app.command()
 def train(
-    video: Path = typer.Argument(..., help="The video to learn from (mp4/avi/mov/gif or a folder of images)."),
+    videos: list[Path] = typer.Argument(..., help="The video(s) to learn from (mp4/avi/mov/gif, a folder of images, "
+                                        "or a folder of videos); pairs are drawn within each clip."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Folder for checkpoint.pt and preview.png."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name (default: cpu, or gpu_default on a CUDA GPU): cpu, cpu128, gpu, gpu_default, tiny."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file, or a built-in name (default: cpu, or gpu_default on a CUDA GPU): cpu, cpu128, gpu, animation-cpu, animation-gpu, gpu_default, tiny."),
     steps: Optional[int] = typer.Option(None, help="Stop after this many steps (overrides the config)."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training."),
     crop: Optional[str] = typer.Option(None, help="Fixed crop box x0,y0,x1,y1 in pixels for every frame."),
@@ -86,7 +88,7 @@ def train(
     ddp: int = typer.Option(0, "--ddp", min=0, help="Train on N processes with DistributedDataParallel: starts "
                             "torchrun (one process per GPU, NCCL; gloo on CPUs). train.batch_size is the global batch."),
 ) -> None:
-    """Train a keypoint detector on one video, self-supervised (no labels).
+    """Train a keypoint detector on one video or several, self-supervised (no labels).
 
     Under torchrun (``torchrun --nproc_per_node N -m fomm_kp train ...``) every process trains on its
     share of each batch (DistributedDataParallel) and only rank 0 writes.
@@ -99,11 +101,13 @@ def train(
     if resume and overwrite:
         raise FommError("choose one of --resume and --overwrite")
     box = parse_box(crop)
-    box_in_frame(box, probe(video))
+    clips = training_clips(videos)
+    for clip in clips:
+        box_in_frame(box, probe(clip))
     count = parse_subjects(subjects)
     checkpoint = out / "checkpoint.pt"
     config_file = config if config is not None and config not in BUILTIN_CONFIGS else None
-    check_outputs({"--out": checkpoint, "preview": out / "preview.png"}, [video, config_file])
+    check_outputs({"--out": checkpoint, "preview": out / "preview.png"}, [*clips, config_file])
     existing = "resume" if resume else "overwrite" if overwrite else "refuse"
     if resume and count is not None:
         raise FommError("a resumed run keeps its checkpoint's subjects: leave out --subjects")
@@ -115,11 +119,11 @@ def train(
     if ddp > 0 and not ranks_from_environment().distributed:
         raise typer.Exit(_launch_ddp(ddp))
     try:
-        model = train_with_progress(video, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
+        model = train_with_progress(clips, out, config=loaded, steps=steps, minutes=minutes, seed=seed, crop=box,
                                     device=device, existing=existing)
     except TrainingInterrupted as exc:
         raise Interrupted(f"interrupted at step {exc.step}; checkpoint saved to {exc.checkpoint}; "
-                          f"continue with: fomm-kp train {video} --out {out} --resume") from None
+                          f"continue with: fomm-kp train {' '.join(map(str, clips))} --out {out} --resume") from None
     if ranks_from_environment().writer:
         console.print(f"trained {model.step} steps -> {checkpoint} (preview: {out / 'preview.png'})")
 

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch
 from fomm_kp.checkpoint import save_checkpoint
 from fomm_kp.config import to_dict
 from fomm_kp.deploy.distill_config import DistillConfig
-from fomm_kp.deploy.samples import TrackingCrops, heldout_split, tracking_crops
+from fomm_kp.deploy.samples import TrackingCrops, clips_heldout_split, join_clips, tracking_crops
 from fomm_kp.deploy.targets import TargetPool, Teacher, compare_detectors, distill_losses
 from fomm_kp.errors import FommError
 from fomm_kp.models.student import StudentConfig, StudentDetector, count_flops, count_parameters, student_config_for
@@ -37,6 +37,7 @@ from fomm_kp.progress import Progress, report
 from fomm_kp.runtime.backends import DetectorModel, TorchBackend
 from fomm_kp.runtime.detector import choose_device
 from fomm_kp.runtime.networks import LoadedDetector, load_detector
+from fomm_kp.training.clips import training_clips
 from fomm_kp.training.loop import Loop, LoopResult, optimise
 
 __all__ = ["DistillConfig", "DistillResult", "distill"]
@@ -126,7 +127,7 @@ def _report(teacher: Teacher, student: StudentDetector, data: TrackingCrops, spl
 
 
 def distill(
-    video: str | os.PathLike,
+    video: str | os.PathLike | Sequence[str | os.PathLike],
     teacher: str | os.PathLike,
     out: str | os.PathLike,
     config: DistillConfig | None = None,
@@ -135,7 +136,7 @@ def distill(
     progress: Progress | None = None,
 ) -> DistillResult:
     """Train a student detector to reproduce ``teacher`` (a ``fomm-kp train`` checkpoint) on frames of
-    ``video``; write the student checkpoint to ``out`` (weights_only-loadable, with the teacher's
+    ``video`` (one path, several, or a folder of videos: each clip holds out its own share); write the student checkpoint to ``out`` (weights_only-loadable, with the teacher's
     config and crop settings) and return it with the held-out disagreement report."""
     config = config or DistillConfig()
     if config.steps < 1 and config.minutes <= 0:
@@ -150,15 +151,18 @@ def distill(
     report(progress, 0, 1, "reading frames")
     size, teacher_size = student_config.input_size, loaded.input_size
     work_size = max(size, teacher_size) + max(size, teacher_size) // 2  # room for augmentation
-    data = tracking_crops(video, loaded.crop, loaded.config.data, size, config.max_frames, (teacher_size, work_size))
-    split = heldout_split(len(data.crops), config.holdout_fraction, config.holdout_blocks, config.guard_frames)
+    clips = [tracking_crops(clip, loaded.crop, loaded.config.data, size, config.max_frames, (teacher_size, work_size))
+             for clip in training_clips(video)]
+    data = join_clips(clips)
+    split = clips_heldout_split([len(c.crops) for c in clips], config.holdout_fraction, config.holdout_blocks,
+                                config.guard_frames)
     log.info("%d training and %d held-out crops (%.1f s)", len(split[0]), len(split[1]), time.monotonic() - started)
     coach = Teacher(loaded.network, size // student_config.head_stride, device)
     pool = TargetPool(coach, data, split[0], config, torch.Generator().manual_seed(config.seed), progress)
     log.info("teacher targets for %d crops (%.1f s)", len(pool.current), time.monotonic() - started)
     student, run = _train_student(pool, student_config, config, device, progress)
     report(progress, 0, 1, "evaluating")
-    summary = {"video": str(video), "teacher": str(teacher), **_report(coach, student, data, split, run),
+    summary = {"video": str(video) if isinstance(video, (str, os.PathLike)) else [str(v) for v in video], "teacher": str(teacher), **_report(coach, student, data, split, run),
                "pool_size": int(len(pool.current)), "device": str(device)}
     held = summary["heldout"]
     log.info("held-out disagreement: %.2f px mean, %.2f px p95 (256-px crop); %.2f px mean in the frame",

@@ -19,7 +19,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.localize.crop_rule import model_crops
 from fomm_kp.video import crop_frame, iter_frames, probe, resize_frame
 
-__all__ = ["TrackingCrops", "tracking_crops", "heldout_split", "augment_crops"]
+__all__ = ["TrackingCrops", "tracking_crops", "join_clips", "heldout_split", "clips_heldout_split", "augment_crops"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,27 @@ def tracking_crops(
     log.info("read %d crops of %s (stride %d, %s px)", len(indices), video, stride, "/".join(map(str, sizes)))
     stacked = {s: np.stack(v) for s, v in crops.items()}
     return TrackingCrops(stacked.pop(size), np.asarray(indices, dtype=np.int64), np.stack(boxes), stacked)
+
+
+def join_clips(parts: list[TrackingCrops]) -> TrackingCrops:
+    """The crops of several clips as one set, clip after clip (``frame_indices`` are each clip's own)."""
+    if len(parts) == 1:
+        return parts[0]
+    return TrackingCrops(np.concatenate([p.crops for p in parts]), np.concatenate([p.frame_indices for p in parts]),
+                         np.concatenate([p.boxes for p in parts]),
+                         {size: np.concatenate([p.resized[size] for p in parts]) for size in parts[0].resized})
+
+
+def clips_heldout_split(counts: list[int], fraction: float, blocks: int, guard: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`heldout_split` within each clip of :func:`join_clips`' set (``counts`` crops per clip, in
+    order): every clip holds out its share, and no guard or block spans two clips."""
+    train, heldout, offset = [], [], 0
+    for count in counts:
+        part = heldout_split(count, fraction, blocks, guard)
+        train.append(part[0] + offset)
+        heldout.append(part[1] + offset)
+        offset += count
+    return np.concatenate(train), np.concatenate(heldout)
 
 
 def heldout_split(count: int, fraction: float, blocks: int, guard: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ __all__ = [
     "landmark_detector",
     "face_alignment_weight_paths",
     "dlib_predictor_path",
+    "face_model_file",
     "BACKENDS",
     "check_landmarks",
 ]
@@ -81,12 +82,19 @@ def dlib_predictor_path() -> Path | None:
         if not path.is_file():
             raise FommError(f"{DLIB_PREDICTOR_ENV}={explicit}: no such file")
         return path
-    # Located without importing the package: its __init__ needs setuptools' pkg_resources.
+    return face_model_file(DLIB_PREDICTOR)
+
+
+def face_model_file(name: str) -> Path | None:
+    """A model file shipped in ``face-recognition-models``, or None when it is not installed.
+
+    Located without importing the package: its ``__init__`` needs setuptools' pkg_resources.
+    """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         return None
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / DLIB_PREDICTOR
+        path = Path(folder) / "models" / name
         if path.is_file():
             return path
     return None

@@ -9,7 +9,7 @@ from torch import nn
 
 from fomm_kp.config import ModelConfig
 from fomm_kp.models.dense_motion import BackgroundMotion, DenseMotionNetwork, MotionOutput
-from fomm_kp.models.generator import Generator
+from fomm_kp.models.generator import Generator, GeneratorOutput
 from fomm_kp.models.keypoint_detector import KeypointDetector, KeypointOutput, resize_images
 
 __all__ = ["FOMM", "Reconstruction"]
@@ -22,6 +22,7 @@ class Reconstruction(NamedTuple):
     kp_driving: KeypointOutput
     motion: MotionOutput
     background: torch.Tensor | None  # (B, 2, 3) global affine, or None
+    visibility: torch.Tensor | None = None  # (B, 1, H, W): share of the warped source (GeneratorOutput)
 
 
 class FOMM(nn.Module):
@@ -51,13 +52,20 @@ class FOMM(nn.Module):
         background: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, MotionOutput]:
         """Render ``source`` moved from ``kp_source`` to ``kp_driving`` → (prediction, deformed, motion)."""
-        motion = self.dense_motion(source, kp_source, kp_driving, background)
-        out = self.generator(resize_images(source, self.config.image_size), motion.flow, motion.occlusion)
+        out, motion = self.render(source, kp_source, kp_driving, background)
         return out.prediction, out.deformed, motion
+
+    def render(
+        self, source: torch.Tensor, kp_source: KeypointOutput, kp_driving: KeypointOutput,
+        background: torch.Tensor | None = None,
+    ) -> tuple[GeneratorOutput, MotionOutput]:
+        """Like :meth:`animate`, with the generator's whole output (its visibility map too), at ``image_size``."""
+        motion = self.dense_motion(source, kp_source, kp_driving, background)
+        return self.generator(resize_images(source, self.config.image_size), motion.flow, motion.occlusion), motion
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> Reconstruction:
         kp_source = self.detector(source)
         kp_driving = self.detector(driving)
         background = self.background(source, driving) if self.background is not None else None
-        prediction, deformed, motion = self.animate(source, kp_source, kp_driving, background)
-        return Reconstruction(prediction, deformed, kp_source, kp_driving, motion, background)
+        out, motion = self.render(source, kp_source, kp_driving, background)
+        return Reconstruction(out.prediction, out.deformed, kp_source, kp_driving, motion, background, out.visibility)

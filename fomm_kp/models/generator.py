@@ -1,4 +1,11 @@
-"""Occlusion-aware generator: encode the source, warp its features by the dense flow, decode."""
+"""Occlusion-aware generator: encode the source, warp its features by the dense flow, decode.
+
+With ``blend`` the output is composed in pixels: ``m · warp(source) + (1 − m) · decoded``, where a
+learned mask ``m`` (1 = take the warped source pixel) comes from the decoder. The decoder then only
+has to paint what the source cannot show (occluded or newly visible parts); identity and detail
+come from the source's own pixels, which also lets the output be rendered at the source's full
+resolution (:mod:`fomm_kp.animation.upsample`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,9 @@ __all__ = ["Generator", "GeneratorOutput", "warp"]
 class GeneratorOutput(NamedTuple):
     prediction: torch.Tensor  # (B, C, H, W) in [0, 1]
     deformed: torch.Tensor  # (B, C, H, W): the source warped by the flow alone
+    # (B, 1, H, W) in [0, 1]: how much of each output pixel is the warped source (the blend mask,
+    # or without blend the occlusion map resized to H × W); None when neither exists.
+    visibility: torch.Tensor | None = None
 
 
 def warp(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -44,6 +54,7 @@ class Generator(nn.Module):
             UpBlock(widths[i + 1], widths[i]) for i in reversed(range(config.num_down_blocks))
         )
         self.final = nn.Conv2d(be, num_channels, kernel_size=7, padding=3)
+        self.mask = nn.Conv2d(be, 1, kernel_size=7, padding=3) if config.blend else None
 
     def forward(self, source: torch.Tensor, flow: torch.Tensor, occlusion: torch.Tensor | None) -> GeneratorOutput:
         features = self.first(source)
@@ -57,5 +68,11 @@ class Generator(nn.Module):
         features = self.bottleneck(features)
         for block in self.up:
             features = block(features)
-        prediction = torch.sigmoid(self.final(features).float())
-        return GeneratorOutput(prediction, warp(source, flow))
+        decoded = torch.sigmoid(self.final(features).float())
+        deformed = warp(source, flow)
+        if self.mask is not None:
+            visibility = torch.sigmoid(self.mask(features).float())
+            return GeneratorOutput(visibility * deformed.float() + (1 - visibility) * decoded, deformed, visibility)
+        if occlusion is not None and occlusion.shape[-2:] != decoded.shape[-2:]:
+            occlusion = F.interpolate(occlusion, size=decoded.shape[-2:], mode="bilinear", align_corners=False)
+        return GeneratorOutput(decoded, deformed, occlusion)

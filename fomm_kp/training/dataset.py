@@ -217,7 +217,10 @@ class FramePairs:
         """Samples ``first .. first + batch_size - 1`` of the batch of ``step``, each drawn from its own
         stream (:mod:`fomm_kp.training.streams`): the same pair and augmentation whichever process
         draws it. On the frames' device; no host round trip."""
-        streams = data_streams(self.seed, step, range(first, first + batch_size))
+        return self.draw(data_streams(self.seed, step, range(first, first + batch_size)))
+
+    def draw(self, streams: Sequence[np.random.Generator]) -> Pair:
+        """One pair per stream (see :meth:`sample`)."""
         first_index, second_index = self.sample_indices(streams)
         device = self.frames.device
 

@@ -27,6 +27,7 @@ from fomm_kp.images import images_to_frames
 from fomm_kp.models import FOMM
 from fomm_kp.models.keypoint_detector import resize_images
 from fomm_kp.progress import Progress
+from fomm_kp.training.clips import ClipPairs
 from fomm_kp.training.dataset import FramePairs, Pair
 from fomm_kp.training.distributed import Ranks, agree, local_batch_size, wrap
 from fomm_kp.training.loop import Loop, deferred_interrupt, optimise, optimise_on_device
@@ -58,7 +59,7 @@ class Trainer:
     """
 
     def __init__(
-        self, model: FOMM, config: Config, pairs: FramePairs, device: torch.device,
+        self, model: FOMM, config: Config, pairs: FramePairs | ClipPairs, device: torch.device,
         out_dir: Path, meta: dict[str, Any] | None = None, start_step: int = 0,
         optimizer_state: dict | None = None, ranks: Ranks = Ranks(),
     ) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fomm_kp.animation.render import PanelOptions, TransferOptions, animate, load_source
+from fomm_kp.animation.render import PanelOptions, TransferOptions, animate, load_source, output_size
 from fomm_kp.animation.transfer import (
     Animator,
     animation_grid,
@@ -156,7 +156,7 @@ def test_zero_motion_leaves_the_source_undeformed(tiny_model, rng):
     animator = Animator(tiny_model.network, source)
     kp = animator.detect(np.stack([source, source]))
     animator.set_reference(kp)
-    prediction, deformed, moved = animator.render(kp)
+    prediction, deformed, moved, _, _ = animator.render(kp)
     assert prediction.shape == (2, 3, size, size)
     torch.testing.assert_close(moved.keypoints, animator.kp_source.keypoints.expand(2, -1, -1))
     # All K+1 candidate motions are the identity, so the dense flow is too, whatever the masks.
@@ -191,14 +191,29 @@ def test_animate_writes_even_sized_video_with_every_driving_frame(tiny_model, tm
     assert frames.shape[1:3] == (info.height, info.width)
 
 
+@pytest.mark.parametrize("shape, size, expected", [((40, 30), None, (30, 40)), ((51, 37), None, (38, 52)),
+                                                   ((51, 37), 33, (26, 34)), ((20, 20), 64, (64, 64))])
+def test_frames_are_written_at_the_source_size_made_even(tiny_model, tmp_path, shape, size, expected):
+    import imageio.v3 as iio
+
+    driving = tmp_path / "driving.mp4"
+    moving_square_video(driving, 40, 40, 3)
+    source = tmp_path / "source.png"
+    iio.imwrite(source, np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8))
+    out = tmp_path / "out.mp4"
+    result = animate(source, driving, tiny_model, out, panels=PanelOptions(size=size))
+    info = probe(out)
+    assert result.frame_size == expected == (info.width, info.height)
+    assert output_size((*shape, 3), size) == expected
+
+
 def test_animate_best_frame_and_gif(tiny_model, tmp_path):
     driving = tmp_path / "driving.mp4"
     moving_square_video(driving, 40, 40, 6)
     out = tmp_path / "out.gif"
     result = animate(driving, driving, tiny_model, out, TransferOptions(best_frame=True), source_frame=3)
     assert out.is_file() and 0 <= result.reference_frame < 6
-    size = tiny_model.config.model.image_size
-    assert result.frame_size == (size, size)
+    assert result.frame_size == (40, 40)  # the source's size, not the model's (32)
     with pytest.raises(FommError, match="relative"):
         animate(driving, driving, tiny_model, tmp_path / "x.mp4", TransferOptions(relative=False, best_frame=True))
 

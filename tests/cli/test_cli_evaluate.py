@@ -81,9 +81,18 @@ def test_cli_evaluate_reconstruction(tiny_model, tmp_path, capsys, monkeypatch):
     code, stdout, err = run_cli(["evaluate", "reconstruction", str(video), "-m", str(checkpoint), "-o", str(out)],
                                 capsys, monkeypatch)
     assert code == 0, err
-    assert "copy-source L1" in stdout
+    assert "copy source" in stdout
     data = json.loads(out.read_text())
-    assert data["frames"] == 3 and 0 <= data["l1"] <= 1 and data["akd"] is None
+    assert data["frames"] == 3 and 0 <= data["l1"] <= 1 and data["akd"] is None and data["aed"] is None
+    assert data["resolution"] == "model" and data["baseline_l1"] > 0
+    full = tmp_path / "full.json"
+    code, stdout, err = run_cli(["evaluate", "reconstruction", str(video), "-m", str(checkpoint), "-o", str(full),
+                                 "--resolution", "full"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(full.read_text())["resolution"] == "full" and "own size" in stdout
+    code, _, err = run_cli(["evaluate", "reconstruction", str(video), "-m", str(checkpoint), "--resolution", "huge"],
+                           capsys, monkeypatch)
+    assert_one_error_line(code, err, "--resolution")
 
 
 def test_evaluate_behaviour_command(tmp_path: Path, capsys, monkeypatch) -> None:

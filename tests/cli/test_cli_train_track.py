@@ -62,6 +62,21 @@ def test_train_command(tmp_path: Path, disc_clip: SyntheticClip, config_file: Pa
     assert read_checkpoint(out / "checkpoint.pt")[2] == 2
 
 
+def test_train_command_on_several_videos(tmp_path: Path, disc_clip: SyntheticClip, config_file: Path, capsys,
+                                         monkeypatch) -> None:
+    other = write_video(tmp_path / "other.mp4", disc_clip.frames[::-1][:10])
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", str(disc_clip.path), str(other), "--out", str(out), "--config", str(config_file),
+                            "--steps", "1", "--device", "cpu"], capsys, monkeypatch)
+    assert code == 0, err
+    meta = read_checkpoint(out / "checkpoint.pt").meta
+    assert meta["videos"] == [str(disc_clip.path), str(other)] and meta["num_training_frames"] == 34
+    code, _, err = run_cli(["train", str(disc_clip.path), str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "x"),
+                            "--config", str(config_file)], capsys, monkeypatch)
+    assert_one_error_line(code, err, "missing.mp4")
+    assert not (tmp_path / "x").exists()
+
+
 def test_track_command(tmp_path: Path, disc_clip: SyntheticClip, trained_checkpoint: Path, capsys, monkeypatch) -> None:
     out, overlay, table = tmp_path / "tracks.npz", tmp_path / "overlay.mp4", tmp_path / "tracks.csv"
     code, _, err = run_cli(

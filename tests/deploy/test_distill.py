@@ -16,7 +16,7 @@ from fomm_kp.config import builtin_config, to_dict
 from fomm_kp.crops import CropSettings
 from fomm_kp.deploy.distill import distill
 from fomm_kp.deploy.distill_config import DistillConfig
-from fomm_kp.deploy.samples import augment_crops, heldout_split, tracking_crops
+from fomm_kp.deploy.samples import augment_crops, clips_heldout_split, heldout_split, join_clips, tracking_crops
 from fomm_kp.deploy.targets import compare_detectors
 from fomm_kp.errors import FommError
 from fomm_kp.models import FOMM
@@ -62,6 +62,29 @@ def test_heldout_split_blocks_and_guards() -> None:
     assert len(train) == 200 - 20 - 5 * 4
     with pytest.raises(FommError, match="fraction"):
         heldout_split(100, 1.5, 5, 2)
+
+
+def test_heldout_split_within_each_clip() -> None:
+    train, heldout = clips_heldout_split([200, 60], 0.1, 5, 2)
+    np.testing.assert_array_equal(train[train < 200], heldout_split(200, 0.1, 5, 2)[0])
+    second = heldout_split(60, 0.1, 5, 2)
+    np.testing.assert_array_equal(heldout[heldout >= 200], second[1] + 200)
+    np.testing.assert_array_equal(train[train >= 200], second[0] + 200)
+    assert not set(train) & set(heldout)
+
+
+def test_distill_on_two_clips(clip: Path, teacher: Path, tmp_path: Path) -> None:
+    detector = load_detector(teacher)
+    other = write_video(tmp_path / "other.mp4", disc_frames(num_frames=20, width=64, height=48, seed=5)[0])
+    parts = [tracking_crops(c, detector.crop, detector.config.data, 32, max_frames=60, extra_sizes=(48,))
+             for c in (clip, other)]
+    joined = join_clips(parts)
+    assert joined.crops.shape == (80, 32, 32, 3) and joined.resized[48].shape == (80, 48, 48, 3)
+    np.testing.assert_array_equal(joined.frame_indices[60:], np.arange(20))
+    result = distill([clip, other], teacher, tmp_path / "student.pt",
+                     DistillConfig(steps=2, batch_size=8, max_frames=60, augmented_copies=1), device="cpu")
+    assert result.report["video"] == [str(clip), str(other)]
+    assert result.report["heldout"]["frames"] > 0
 
 
 def test_augment_identity_and_random() -> None:

@@ -109,6 +109,57 @@ def test_evaluate_reconstruction_l1_only_and_bad_inputs(tiny_model, tmp_path):
         evaluate_reconstruction(tiny_model, [tmp_path / "missing.mp4"])
 
 
+class MeanColour:
+    """A stand-in identity embedding: the image's mean colour (None for a black image)."""
+
+    name = "mean colour"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        return None if image.max() == 0 else image.reshape(-1, 3).mean(axis=0) / 255
+
+
+def test_full_resolution_reconstruction_and_aed(tiny_model, tmp_path):
+    video = grey_square_video(tmp_path / "square.mp4", count=5, side=48)
+    report = evaluate_reconstruction(tiny_model, [video], landmarks=BrightCentroid(), identity=MeanColour(),
+                                     landmark_size=64, resolution="full", batch_size=2)
+    (result,) = report.videos
+    assert report.resolution == "full" and report.identity == "mean colour"
+    assert result.baseline_l1_per_frame[0] == pytest.approx(0.0, abs=1e-7)  # at 48 px, the video's own size
+    assert result.baseline_aed_per_frame[0] == pytest.approx(0.0, abs=1e-12)
+    assert result.aed_per_frame.shape == (5,) and np.isfinite(result.aed_per_frame).all()
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["aed"] == pytest.approx(float(result.aed_per_frame.mean()))
+    assert data["baseline_aed"] == pytest.approx(float(result.baseline_aed_per_frame.mean()))
+    with pytest.raises(FommError, match="resolution"):
+        evaluate_reconstruction(tiny_model, [video], resolution="huge")
+    with pytest.raises(FommError, match="identity"):
+        evaluate_reconstruction(tiny_model, [video], identity="openface")
+
+
+@pytest.mark.realdata
+def test_aed_of_a_clip_against_itself_is_zero(shared_data):
+    pytest.importorskip("dlib")
+    from fomm_kp.evaluation.face_scores import FrameScores
+    from fomm_kp.evaluation.identity import DlibFaceEmbedding, identity_distance
+    from fomm_kp.evaluation.landmarks import face_model_file
+    from fomm_kp.video import read_frames
+
+    if face_model_file("dlib_face_recognition_resnet_model_v1.dat") is None:
+        pytest.skip("face-recognition-models is not installed")
+    embedding = DlibFaceEmbedding()
+    _, frames = read_frames(shared_data / "faces-fomm" / "04.mp4", stride=50)
+    scores = FrameScores(None, embedding, 256)
+    scores.set_source(frames[0])
+    for frame in frames:
+        scores.add_faces(frame, frame)  # the clip as its own reconstruction
+    assert len(scores.aed) == len(frames) >= 4
+    assert scores.aed == [0.0] * len(frames)
+    assert 0 < max(scores.baseline_aed) < 0.6  # the same speaker in other frames: dlib's "same person"
+    other = read_frames(shared_data / "faces-fomm" / "00.mp4", stop=1)[1][0]
+    assert identity_distance(embedding(frames[0]), embedding(other)) > 0.6  # another speaker
+    assert embedding(np.full((128, 128, 3), 90, dtype=np.uint8)) is None
+
+
 # --- landmark backends ----------------------------------------------------------------------
 
 

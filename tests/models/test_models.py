@@ -37,10 +37,12 @@ def variant(name: str) -> ModelConfig:
             model, image_size=64,
             dense_motion=dataclasses.replace(model.dense_motion, input_size=16, num_blocks=2),
         )
+    if name == "blend":
+        return dataclasses.replace(model, generator=dataclasses.replace(model.generator, blend=True))
     raise ValueError(name)
 
 
-VARIANTS = ["tiny", "no_jacobian", "no_occlusion", "no_background", "one_keypoint", "sizes_differ"]
+VARIANTS = ["tiny", "no_jacobian", "no_occlusion", "no_background", "one_keypoint", "sizes_differ", "blend"]
 
 
 def _check_keypoints(out: KeypointOutput, b: int, k: int) -> None:
@@ -91,6 +93,11 @@ def test_fomm_forward_shapes_and_finiteness(name: str) -> None:
         assert out.background is None
     if not config.detector.estimate_jacobian:
         assert torch.equal(out.kp_source.jacobians, torch.eye(2).expand(b, k, 2, 2))
+    if config.generator.blend or config.dense_motion.estimate_occlusion:
+        assert out.visibility.shape == (b, 1, s, s)
+        assert (out.visibility >= 0).all() and (out.visibility <= 1).all()
+    else:
+        assert out.visibility is None
     # Gradients reach every trainable parameter and are finite.
     loss = (out.prediction - driving).abs().mean() + out.kp_driving.keypoints.square().mean()
     loss.backward()
@@ -248,3 +255,22 @@ def test_detector_may_look_at_finer_frames_than_the_generator_reconstructs() -> 
     assert out.prediction.shape == (2, 3, 32, 32)
     assert out.kp_source.heatmaps.shape[-1] == 64
     assert torch.isfinite(out.prediction).all()
+
+
+def test_blend_generator_composes_warped_source_and_decoder() -> None:
+    torch.manual_seed(0)
+    config = variant("blend").generator
+    generator = Generator(config)
+    source = torch.rand(2, 3, 32, 32)
+    flow = coordinate_grid(16, 16).unsqueeze(0).expand(2, -1, -1, -1) + 0.1
+    out = generator(source, flow, torch.rand(2, 1, 16, 16))
+    assert out.visibility.shape == (2, 1, 32, 32)
+    # Where the mask says "visible" the output is the warped source pixel: push the mask to 1.
+    with torch.no_grad():
+        generator.mask.bias.fill_(50.0)
+    out = generator(source, flow, None)
+    torch.testing.assert_close(out.prediction, out.deformed, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        generator.mask.bias.fill_(-50.0)
+    out = generator(source, flow, None)
+    assert (out.prediction - out.deformed).abs().mean() > 0.05  # the decoder's own pixels
