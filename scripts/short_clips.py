@@ -28,7 +28,7 @@ import numpy as np
 from fomm_kp.checkpoint import read_checkpoint
 from fomm_kp.crops import Scene
 from fomm_kp.localize.background import estimate_background
-from fomm_kp.localize.crop_rule import model_crops, subject_crops
+from fomm_kp.localize.crop_rule import model_crops
 from fomm_kp.video import VideoWriter, iter_frames, probe
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = model_crops(args.video, crop, data)  # the whole long video, localised as track does
     rng = np.random.default_rng(args.seed)
     side = int(round(crop.box_side))
-    own_data = dataclasses.replace(data, localize="on")
+    before = dataclasses.replace(crop, scene=None)  # track before models kept their scene
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.clips):
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             cut(args.video, start, length, path, info.fps)
             truth = centres(reference, start + length)[start:]
             row = {"start": start, "length": length}
-            own = subject_crops(path, own_data, None, side, crop.aligned)  # the clip's own median
+            own = model_crops(path, before, data)  # against the clip's own median
             shipped = model_crops(path, crop, data)  # the stored empty scene
             for name, located in (("own_median", own), ("stored_scene", shipped)):
                 found = located.found[:length]
