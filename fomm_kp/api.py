@@ -24,11 +24,12 @@ from fomm_kp.config import Config, builtin_config, load_config
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.files import remove_stale_temporaries
+from fomm_kp.localize.background import estimate_background
 from fomm_kp.localize.crop_rule import training_crops
+from fomm_kp.localize.decisions import decide
 from fomm_kp.models import FOMM
 from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model, choose_device, load_model, track
-from fomm_kp.localize.background import estimate_background
 from fomm_kp.training.clips import ClipPairs, training_clips
 from fomm_kp.training.dataset import FramePairs, TrainingFrames, foreground_masks, load_training_frames
 from fomm_kp.training.distributed import session
@@ -125,6 +126,17 @@ def _orientation(config: Config, crop: CropSettings) -> Config:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, any_orientation=orientation))
 
 
+def _foreground(config: Config, distinct: bool) -> Config:
+    """``data.foreground: auto`` resolved once (the checkpoint keeps the decision): on when one
+    distinct subject stands out in every training clip, so that its foreground is the subject."""
+    if config.data.foreground != "auto":
+        return config
+    foreground = "on" if distinct else "off"
+    log.info("foreground prior: %s (%s)", foreground if config.loss.foreground > 0 else "off (weight 0)",
+             "one distinct subject stands out" if distinct else "the change is spread over several parts")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, foreground=foreground))
+
+
 def _pairs(data: TrainingFrames, config: Config, crop: CropSettings) -> FramePairs:
     train = config.train
     return FramePairs(data, train.min_gap, train.max_gap, train.flip, train.color_jitter, seed=train.seed,
@@ -146,9 +158,10 @@ def _all_pairs(clips: list[TrainingFrames], config: Config, crop: CropSettings) 
 
 
 def _training_data(videos: list[Path], config: Config, crop: Sequence[float] | None,
-                   ) -> tuple[list[TrainingFrames], CropSettings]:
-    """Each clip's training frames, cropped by one rule; every clip must get the same crop decision."""
-    clips, settings = [], None
+                   ) -> tuple[list[TrainingFrames], CropSettings, bool]:
+    """Each clip's training frames, cropped by one rule (every clip must get the same crop decision),
+    and whether one distinct subject stands out in every clip (:attr:`LocalizeDecision.distinct`)."""
+    clips, settings, distinct = [], None, True
     for video in videos:
         located, found, background = training_crops(video, config.data, crop)
         rule = (found.localized, found.aligned, found.fixed_crop)
@@ -159,12 +172,13 @@ def _training_data(videos: list[Path], config: Config, crop: Sequence[float] | N
         settings = settings or found  # a localised model keeps the first clip's empty scene
         data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
         # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
-        scene = (background or estimate_background(video, config.data.localize_config())).scene()
-        data = dataclasses.replace(data, masks=foreground_masks(data, scene))
+        background = background or estimate_background(video, config.data.localize_config())
+        distinct = distinct and decide(video, config.data.localize_config(), background).distinct
+        data = dataclasses.replace(data, masks=foreground_masks(data, background.scene()))
         log.info("%s: %.1f%% of training pixels differ from the static scene", video, 100.0 * data.masks.mean())
         clips.append(data)
     boxes = np.concatenate([c.boxes for c in clips])
-    return clips, dataclasses.replace(settings, box_side=float(np.median(boxes[:, 2] - boxes[:, 0])))
+    return clips, dataclasses.replace(settings, box_side=float(np.median(boxes[:, 2] - boxes[:, 0]))), distinct
 
 
 def train(
@@ -207,10 +221,10 @@ def train(
         torch.manual_seed(config.train.seed + start_step)
         np.random.seed(config.train.seed + start_step)
         started = time.monotonic()
-        clips, settings = _training_data(videos, config, crop)
+        clips, settings, distinct = _training_data(videos, config, crop)
         frames = sum(len(c.frames) for c in clips)
         log.info("prepared %d frames of %d clip(s) in %.1f s", frames, len(clips), time.monotonic() - started)
-        config = _orientation(config, settings)
+        config = _foreground(_orientation(config, settings), distinct)
         network = FOMM(config.model)
         if resumed is not None:
             load_weights(network.parts(), resumed.state_dicts, out_dir / "checkpoint.pt")

@@ -149,10 +149,10 @@ class LossConfig:
     # (dlc-openfield: regression error 13.9 → 9.4–10.2 px with it; docs/keypoint_accuracy.md).
     separation: float = 1.0
     separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
-    # Foreground prior (0: off): heatmap mass on pixels that match the static scene (the median of
-    # the clip) is penalised. Off: on the worm it took keypoints on the worm from 40% to 97%, but on
-    # faces-fomm the held-out error from 6.5 to 17.1 px (docs/keypoint_accuracy.md).
-    foreground: float = 0.0
+    # Foreground prior (0: off; applied only where data.foreground resolves to on): heatmap mass on
+    # pixels that match the static scene (the median of the clip) is penalised. On the worm it took
+    # keypoints on the worm from 40% to 97% (docs/keypoint_accuracy.md).
+    foreground: float = 1.0
     # Image-space warp term (0: off): the source warped by the dense flow alone must already look
     # like the driving frame (motion-weighted, like the reconstruction), so that the keypoints' motion
     # gets a pixel-level signal from the first step, before the generator has learnt to decode.
@@ -320,6 +320,12 @@ class DataConfig:
     # changes (auto: when that region is at most localizer.motion_max_area of the frame), so that
     # small moving parts of a whole-frame subject get more pixels.
     motion_crop: Literal["auto", "off"] = "off"
+    # Whether the foreground (what differs from the clip's static scene) is the subject, so that the
+    # foreground prior (loss.foreground) may pull keypoints onto it. auto: on when one distinct subject
+    # stands out in most frames (a travelling animal, cropped or not); off when the change is spread
+    # over several parts (a talking face, whose foreground is only the parts that move; a treadmill
+    # rig; several animals): there the prior took faces-fomm from 6.5 to 17.1 px.
+    foreground: Literal["auto", "on", "off"] = "auto"
     # How the subject is found and followed (every field but margin, which is box_margin above).
     localizer: LocalizeConfig = field(default_factory=LocalizeConfig)
     # Animals in the video: 1 (one subject, as before), N, or auto (the number of separate animals
@@ -330,7 +336,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check(self, localize=AUTO, box_margin=number(1.0), any_orientation=AUTO, align=AUTO,
-              motion_crop=one_of("auto", "off"))
+              motion_crop=one_of("auto", "off"), foreground=AUTO)
         if self.subjects != "auto" and not integer(1, MAX_SUBJECTS).allows(self.subjects):
             refuse(self, "subjects", f"auto or an integer in [1, {MAX_SUBJECTS}]")
         if self.localizer.margin != LocalizeConfig.margin:

@@ -17,7 +17,7 @@ from fomm_kp.runtime import Model
 from fomm_kp.tracks import Tracks, load_tracks
 from fomm_kp.video import FrameRange, crop_frame, probe, read_frames
 
-from conftest import SyntheticClip, tiny_whole_frame
+from conftest import SyntheticClip, tiny_whole_frame, write_video
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_train_returns_a_model(trained: Model) -> None:
     assert trained.num_keypoints == 4 and trained.detector_size == 32
     assert trained.crop.localized is False and trained.crop.fixed_crop is None
     assert trained.config.data.any_orientation == "off"  # 'auto' resolved: a whole-frame subject
+    assert trained.config.data.foreground == "on"  # 'auto' resolved: the one moving disc is the foreground
     assert trained.meta["num_training_frames"] == 24
     assert not trained.network.training
     assert Path(trained.meta["video"]).name == "disc.mp4"
@@ -159,6 +160,21 @@ def test_train_errors(disc_clip: SyntheticClip, tmp_path: Path) -> None:
     with pytest.raises(FommError, match="unknown built-in config|config file not found"):
         fomm_kp.train(disc_clip.path, tmp_path / "out", config="nonexistent.yaml", steps=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_foreground_prior_stays_off_when_no_single_subject_stands_out(tmp_path: Path) -> None:
+    """data.foreground auto: two equal squares moving apart share the change, so neither is 'the'
+    foreground (as the moving parts of a talking face are not the face): the prior resolves off."""
+    frames = np.full((48, 64, 64, 3), 40, dtype=np.uint8)
+    for t in range(48):
+        x = 4 + t % 24
+        frames[t, 8:18, x:x + 10] = (220, 180, 60)
+        frames[t, 44:54, 50 - x:60 - x] = (60, 180, 220)
+    video = write_video(tmp_path / "two.mp4", frames)
+    model = api.train(video, tmp_path / "run", config=tiny_whole_frame(), steps=1, device="cpu")
+    assert model.config.data.foreground == "off"
+    losses = api.load_model(tmp_path / "run" / "checkpoint.pt").meta["losses"]
+    assert "foreground" not in losses and "on_subject" in losses
 
 
 def test_localized_training_and_tracking_follow_the_subject(tmp_path: Path, disc_clip: SyntheticClip) -> None:

@@ -32,6 +32,8 @@ class LocalizeDecision:
         found_fraction: share of sampled frames where a subject was found.
         side: the box side localisation would use (pixels; 0 if never found).
         dominance: median share of the foreground mass held by the subject (0 if never found).
+        distinct: one distinct subject stands out alone in most sampled frames (whatever its size):
+            the foreground is then the subject, not a few moving parts of it or several animals.
     """
 
     use: bool
@@ -40,6 +42,7 @@ class LocalizeDecision:
     found_fraction: float
     side: int
     dominance: float
+    distinct: bool = False
 
 
 def decide_from_blobs(
@@ -52,7 +55,8 @@ def decide_from_blobs(
     found = [b for b in blobs if b is not None]
     found_fraction = len(found) / max(len(blobs), 1)
     if not found:
-        return LocalizeDecision(False, "no subject distinct from the background was found", float("nan"), 0.0, 0, 0.0)
+        return LocalizeDecision(False, "no subject distinct from the background was found", float("nan"), 0.0, 0, 0.0,
+                                False)
     area_fraction = float(np.median([b.area for b in found])) / float(width * height)
     dominance = float(np.median([b.dominance for b in found]))
     side = box_side(np.array([b.major_length for b in found]), width, height, config)
@@ -72,7 +76,8 @@ def decide_from_blobs(
             f"small subject ({area_fraction:.1%} of the frame, box {side} px, found in {found_fraction:.0%} "
             "of sampled frames)"
         )
-    return LocalizeDecision(use, reason, area_fraction, found_fraction, side, dominance)
+    distinct = found_fraction >= config.min_found_fraction and dominance >= config.min_dominance
+    return LocalizeDecision(use, reason, area_fraction, found_fraction, side, dominance, distinct)
 
 
 def decide(

@@ -212,7 +212,8 @@ def objective(
 
     ``out`` is ``network(source, driving)``; ``generator`` draws the equivariance warps; ``perceptual``
     is given when ``config.loss.perceptual > 0``; ``masks`` ``(2B, 1, S, S)`` (foreground of the
-    source frames, then of the driving frames) when ``config.loss.foreground > 0``.
+    source frames, then of the driving frames) when ``config.loss.foreground > 0`` and
+    ``config.data.foreground`` is on (resolved before training).
     """
     loss = config.loss
     prediction = out.prediction.float()
@@ -233,7 +234,7 @@ def objective(
     if config.data.any_orientation == "on" and loss.rotation_equivariance > 0:
         terms["rotation_equivariance"] = loss.rotation_equivariance * rotation_equivariance_loss(
             network.detector, driving, out.kp_driving.keypoints, generator)
-    if loss.foreground > 0 and masks is not None:
+    if loss.foreground > 0 and masks is not None and config.data.foreground == "on":
         heatmaps = torch.cat([out.kp_source.heatmaps, out.kp_driving.heatmaps])
         terms["foreground"] = loss.foreground * foreground_loss(heatmaps, masks)
     if loss.separation > 0:

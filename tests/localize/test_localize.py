@@ -255,7 +255,17 @@ def test_decide_rule():
     assert not decide_from_blobs([_blob(0.3 * 640 * 480, 0.99, 300)] * 20, 640, 480, config).use  # large
     assert not decide_from_blobs(small[:5] + [None] * 15, 640, 480, config).use  # rarely found
     none = decide_from_blobs([None] * 10, 640, 480, config)
-    assert not none.use and none.found_fraction == 0.0
+    assert not none.use and none.found_fraction == 0.0 and not none.distinct
+
+
+def test_a_subject_is_distinct_when_it_stands_out_alone_whatever_its_size():
+    """``distinct`` (the foreground is the subject) asks only that one subject stands out in most frames."""
+    config = LocalizeConfig()
+    assert decide_from_blobs([_blob(900, 0.98)] * 20, 640, 480, config).distinct
+    large = decide_from_blobs([_blob(0.3 * 640 * 480, 0.99, 300)] * 20, 640, 480, config)
+    assert large.distinct and not large.use  # too large to crop, still the whole foreground
+    assert not decide_from_blobs([_blob(900, 0.4)] * 20, 640, 480, config).distinct  # several moving parts
+    assert not decide_from_blobs([_blob(900, 0.98)] * 5 + [None] * 15, 640, 480, config).distinct  # rarely found
 
 
 def test_decide_on_whole_frame_motion_is_off(tmp_path, rng):

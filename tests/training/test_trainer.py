@@ -207,6 +207,7 @@ def test_foreground_prior_warp_term_and_a_finer_detector_train_end_to_end(tmp_pa
     base = tiny_config(preview_every=1)
     config = dataclasses.replace(
         base, loss=dataclasses.replace(base.loss, foreground=1.0, warp=1.0),
+        data=dataclasses.replace(base.data, foreground="on"),
         model=dataclasses.replace(base.model, image_size=16, detector=dataclasses.replace(
             base.model.detector, input_size=32, head_kernel=3)))
     model = api.train(disc_clip.path, tmp_path / "run", config=config, steps=2, device="cpu")
