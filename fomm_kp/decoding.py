@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from fomm_kp.errors import FommError
+from fomm_kp.grey import GreyConverter
 from fomm_kp.video import IMAGE_SUFFIXES, FrameRange, iter_frames
 
 __all__ = ["Prefetch", "decoded_frames", "decodes_with_pyav", "rgb_pixels"]
@@ -137,21 +138,24 @@ def decodes_with_pyav(path: str | os.PathLike) -> bool:
     return path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES + (".gif",)
 
 
-def decoded_frames(path: str | os.PathLike, frames: FrameRange = FrameRange(),
-                   keep: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray | None]]:
+def decoded_frames(path: str | os.PathLike, frames: FrameRange = FrameRange(), keep: np.ndarray | None = None,
+                   grey: bool = False) -> Iterator[tuple[int, np.ndarray | None]]:
     """``(frame index, uint8 RGB frame (H, W, 3))`` of the frames of ``frames``, decoded by PyAV with
     frame threading.
 
     ``keep``: a sorted array of frame indices; only those are converted to RGB, the others are
     decoded (to keep the decoder in step) and yielded as ``None`` — a pass that needs a few frames
-    of a video skips the conversion, which costs more than decoding. Image folders and GIFs are read
-    with :func:`fomm_kp.video.iter_frames`.
+    of a video skips the conversion, which costs more than decoding. ``grey``: frames of neutral
+    colour come as their grey plane ``(H, W)`` (R = G = B, the same pixels: :mod:`fomm_kp.grey`),
+    for callers whose stages take both shapes. Image folders and GIFs are read with
+    :func:`fomm_kp.video.iter_frames`.
     """
     if not decodes_with_pyav(path):
         wanted = None if keep is None else set(np.asarray(keep).tolist())
         for index, frame in iter_frames(path, start=frames.start, stop=frames.stop, stride=frames.stride):
             yield index, frame if wanted is None or index in wanted else None
         return
+    convert = GreyConverter(rgb_pixels) if grey else rgb_pixels
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -162,7 +166,7 @@ def decoded_frames(path: str | os.PathLike, frames: FrameRange = FrameRange(),
                 if index < frames.start or (index - frames.start) % frames.stride:
                     continue
                 wanted = keep is None or _contains(keep, index)
-                yield index, rgb_pixels(frame) if wanted else None
+                yield index, convert(frame) if wanted else None
     except FommError:
         raise
     except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:

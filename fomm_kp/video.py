@@ -197,7 +197,7 @@ def crop_frame(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
     h, w = frame.shape[:2]
     if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
         return frame[y0:y1, x0:x1]
-    pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))
+    pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))[:frame.ndim]
     padded = np.pad(frame, pad, mode="edge")
     return padded[y0 + pad[0][0] : y1 + pad[0][0], x0 + pad[1][0] : x1 + pad[1][0]]
 
@@ -230,13 +230,21 @@ def resize_frame(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 
 def crop_resized(frame: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
-    """``resize_frame(crop_frame(frame, box), size)``, the same pixels without the copies between them."""
+    """``resize_frame(crop_frame(frame, box), size)``, the same pixels without the copies between
+    them; always RGB ``(size, size, 3)`` (a grey frame ``(H, W)`` is cut and resized as one channel,
+    the same pixels as each channel of its RGB frame: :func:`as_rgb`)."""
     if len(box) == 5 and float(box[4]) != 0.0:
         image = _turned_image(frame, box)
         if image.size != (size, size):
             image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-        return np.asarray(image)
-    return resize_frame(np.ascontiguousarray(crop_frame(frame, box)), size)
+        return as_rgb(np.asarray(image))
+    return as_rgb(resize_frame(np.ascontiguousarray(crop_frame(frame, box)), size))
+
+
+def as_rgb(frame: np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` of a grey frame ``(H, W)`` (three equal channels; see :mod:`fomm_kp.grey`);
+    an RGB frame as it is."""
+    return np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
 
 
 def _frame_filter(index: int, start: int, stop: int | None, stride: int) -> bool:

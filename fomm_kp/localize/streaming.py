@@ -147,8 +147,9 @@ class StreamingBoxes:
 
 
 def _reduced_frames(video: str | os.PathLike, factor: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(index, frame, frame reduced by factor)`` of every frame (run on the decoding thread)."""
-    for index, frame in decoded_frames(video):
+    """``(index, frame, frame reduced by factor)`` of every frame (run on the decoding thread); a
+    grey video's frames come as their grey plane (:mod:`fomm_kp.grey`)."""
+    for index, frame in decoded_frames(video, grey=True):
         yield index, frame, reduce_frame(frame, factor)
 
 

@@ -26,7 +26,7 @@ def missing_detections(count: int, num_keypoints: int) -> Detections:
 
 
 def detect_at_boxes(model: Detector, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]) -> Detections:
-    """Keypoints of uint8 frames ``(H, W, 3)`` cut at ``boxes`` (``(4,)`` or ``(5,)`` each, see
+    """Keypoints of uint8 frames ``(H, W, 3)`` (or grey ``(H, W)``, :mod:`fomm_kp.grey`) cut at ``boxes`` (``(4,)`` or ``(5,)`` each, see
     :func:`fomm_kp.video.crop_frame`; None where no subject was found), in frame pixels: one
     :class:`Detections` row per frame."""
     found = [i for i, box in enumerate(boxes) if box is not None]

@@ -5,7 +5,7 @@ model looks (:func:`fomm_kp.localize.crop_rule.model_crops`), the detector runs 
 the keypoints go back to the pixels of the original frame. A model that follows one localised
 subject is localised in the same decoding pass
 (:func:`~fomm_kp.localize.crop_rule.streamed_model_crops`, the same boxes), decoded on a background
-thread (:mod:`fomm_kp.decoding`); with ``localize="online"`` the subject is followed by the causal
+thread (:mod:`fomm_kp.decoding`; a grey video's frames as one grey plane, :mod:`fomm_kp.grey`); with ``localize="online"`` the subject is followed by the causal
 localiser that live streams use, and the detector runs as live runs it
 (:func:`fomm_kp.runtime.pipeline.detect_at_boxes`). Frames where a localised subject was not found
 get NaN keypoints and score 0. A model trained on several subjects cuts one crop per subject
@@ -35,7 +35,7 @@ from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
 from fomm_kp.runtime.pipeline import detect_at_boxes
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
+from fomm_kp.video import FrameRange, VideoInfo, as_rgb, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]
@@ -129,9 +129,9 @@ def _show(batch: list[tuple[int, np.ndarray]], keypoints: np.ndarray, where: OnS
     for (index, frame), points in zip(batch, keypoints):
         where.add(frame, points.reshape(-1, 2))  # every subject's keypoints
         if overlay is not None and placed is None:
-            overlay.add(frame, points[0])
+            overlay.add(as_rgb(frame), points[0])
         elif overlay is not None:
-            overlay.add(frame, points, placed.identity.get(index))
+            overlay.add(as_rgb(frame), points, placed.identity.get(index))
 
 
 def _boxed_frames(video: str | os.PathLike, model: Detector, settings: CropSettings, localize: str | None,
