@@ -12,6 +12,11 @@ What is timed, on the whole video, ``--repeats`` times (the median and the best 
 
 The machine's load average is recorded before and after: on a shared machine other processes slow
 every figure. Run it through the shared lock that keeps heavy runs apart.
+
+``--reference TRACKS``: tracks of the same video made another way (``fomm-kp track`` of another
+version of the package, with the same model); the keypoints of the timed runs are compared with
+them (the largest difference in pixels, and the frames where one found the subject and the other
+not) and ``--tolerance`` pixels (default 0.5) is checked: a faster pipeline must not move them.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import time
 from pathlib import Path
 
 import av
+import numpy as np
 
 from fomm_kp.runtime import load_model, track
+from fomm_kp.tracks import load_tracks
 from fomm_kp.video import probe
 
 
@@ -47,6 +54,21 @@ def decode_rate(video: Path, size: int | None) -> float:
     return count / (time.perf_counter() - started)
 
 
+def compare(tracks, reference_path: Path, tolerance: float) -> dict:
+    """The largest keypoint difference (pixels) to the reference tracks, frame by frame, and the
+    frames found by one of them only; ``within`` says whether every difference is at most ``tolerance``."""
+    reference = load_tracks(reference_path)
+    if reference.keypoints.shape != tracks.keypoints.shape:
+        raise SystemExit(f"error: reference tracks {reference.keypoints.shape} differ in shape from {tracks.keypoints.shape}")
+    mine, theirs = tracks.keypoints, reference.keypoints
+    found_mine, found_theirs = np.isfinite(mine).all(axis=(1, 2, 3)), np.isfinite(theirs).all(axis=(1, 2, 3))
+    both = found_mine & found_theirs
+    largest = float(np.abs(mine[both] - theirs[both]).max()) if both.any() else 0.0
+    differ = int((found_mine != found_theirs).sum())
+    return {"reference": str(reference_path), "frames_compared": int(both.sum()), "largest_px": largest,
+            "found_differently": differ, "tolerance_px": tolerance, "within": bool(largest <= tolerance and differ == 0)}
+
+
 def timed(run, repeats: int) -> dict:
     rates = [run() for _ in range(repeats)]
     return {"fps_median": statistics.median(rates), "fps_best": max(rates), "runs": rates}
@@ -61,6 +83,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--localize", default=None, help="as track's localize (default: as trained)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--reference", type=Path, default=None, help="tracks to compare the keypoints with")
+    parser.add_argument("--tolerance", type=float, default=0.5, help="pixels the keypoints may differ from --reference")
     args = parser.parse_args()
     video = Path(args.video)
     info = probe(video)
@@ -77,6 +101,8 @@ def main() -> None:
             return tracks.num_frames / (time.perf_counter() - started)
 
         result["track"] = timed(run_track, args.repeats)
+        if args.reference is not None:
+            result["reference"] = compare(load_tracks(Path(folder) / "tracks.npz"), args.reference, args.tolerance)
     result["decode"] = timed(lambda: decode_rate(video, None), args.repeats)
     result["decode_scale128"] = timed(lambda: decode_rate(video, 128), args.repeats)
     result["machine"]["load_average_end"] = os.getloadavg()

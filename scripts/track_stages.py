@@ -5,9 +5,12 @@
 Each stage runs alone on the first ``--frames`` frames of the video (default: the open-field mouse,
 640x480), in this process, and its process CPU time is divided by the frames:
 
-- ``decode``: PyAV decoding (frame threads) without conversion; ``rgb``: the conversion to RGB;
+- ``decode``: PyAV decoding (frame threads) without conversion; ``convert``: the conversion track
+  makes (a grey video's frames to their grey plane, :mod:`fomm_kp.grey`; others to RGB);
 - ``reduce``: the block-mean reduction localisation works on; ``find``: finding the subject in it
-  (:func:`fomm_kp.localize.blobs.find_in_reduced`, following the previous detection);
+  (:func:`fomm_kp.localize.blobs.find_in_reduced`, following the previous detection), of which
+  ``parts`` (the foreground and its parts, found on the decoding thread in ``track``) and
+  ``choose`` (the subject among them, on the main thread) are shown apart;
 - ``crop``: cutting each frame at a box of the model's side turned to the subject's heading and
   resizing it to the detector's input (:func:`fomm_kp.video.crop_resized`);
 - ``detect``: the detector on batches of 64 crops (ONNX Runtime, ``--threads``).
@@ -29,7 +32,9 @@ import av
 import numpy as np
 
 from fomm_kp.localize.background import estimate_background, reduce_frame
-from fomm_kp.localize.blobs import find_in_reduced
+from fomm_kp.decoding import rgb_pixels
+from fomm_kp.grey import GreyConverter
+from fomm_kp.localize.blobs import choose_subject, find_in_reduced, foreground_parts
 from fomm_kp.runtime import load_model
 from fomm_kp.video import crop_resized
 
@@ -42,14 +47,24 @@ def cpu_ms(run, count: int) -> float:
 
 def decoded(video: str, count: int, convert: bool) -> list:
     frames = []
+    converter = GreyConverter(rgb_pixels)
     with av.open(video) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24", threads=1) if convert else None)
+            frames.append(converter(frame) if convert else None)
             if len(frames) == count:
                 break
     return frames
+
+
+def follow(find, items: list, blobs: list) -> None:
+    """The subject in each item, following the previous detection, appended to ``blobs``."""
+    previous = None
+    for item in items:
+        blob = find(item, previous)
+        previous = previous if blob is None else blob.centre
+        blobs.append(blob)
 
 
 def main() -> None:
@@ -66,19 +81,16 @@ def main() -> None:
     n = args.frames
     stages = {"decode": cpu_ms(lambda: decoded(args.video, n, False), n)}
     frames: list = []
-    stages["rgb"] = cpu_ms(lambda: frames.extend(decoded(args.video, n, True)), n) - stages["decode"]
+    stages["convert"] = cpu_ms(lambda: frames.extend(decoded(args.video, n, True)), n) - stages["decode"]
     reduced: list = []
     stages["reduce"] = cpu_ms(lambda: reduced.extend(reduce_frame(f, background.factor) for f in frames), n)
+    parts: list = []
+    stages["parts"] = cpu_ms(lambda: parts.extend(foreground_parts(r, background, config) for r in reduced), n)
     blobs: list = []
-
-    def find() -> None:
-        previous = None
-        for image in reduced:
-            blob = find_in_reduced(image, background, config, previous, float(side))
-            previous = previous if blob is None else blob.centre
-            blobs.append(blob)
-
-    stages["find"] = cpu_ms(find, n)
+    choose = lambda item, previous: choose_subject(item, background, config, previous, float(side))  # noqa: E731
+    find = lambda item, previous: find_in_reduced(item, background, config, previous, float(side))  # noqa: E731
+    stages["choose"] = cpu_ms(lambda: follow(choose, parts, []), n)
+    stages["find"] = cpu_ms(lambda: follow(find, reduced, blobs), n)
     boxes = [np.array([b.centre[0] - side / 2, b.centre[1] - side / 2, b.centre[0] + side / 2, b.centre[1] + side / 2,
                        b.heading]) if b is not None else np.array([0, 0, side, side, 0.0]) for b in blobs]
     crops: list = []
@@ -88,7 +100,8 @@ def main() -> None:
                                        for i in range(0, n, 64)], n)
     result = {"video": args.video, "frames": n, "box_side": side, "threads": args.threads,
               "cpu_ms_per_frame": {k: round(v, 3) for k, v in stages.items()},
-              "track_cpu_ms_per_frame": round(2 * stages["decode"] + sum(v for k, v in stages.items() if k != "decode"), 3),
+              "track_cpu_ms_per_frame": round(2 * stages["decode"] + sum(v for k, v in stages.items()
+                                                                          if k not in ("decode", "parts", "choose")), 3),
               "load_average": os.getloadavg()}
     print(json.dumps(result, indent=2))
 

@@ -12,14 +12,14 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import binary_opening, distance_transform_edt
-from skimage.measure import label
+from scipy.ndimage import label as _label_with
 from skimage.morphology import disk
 
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
 from fomm_kp.localize.background import Background, reduce_frame
 
-__all__ = ["Blob", "find_subject", "find_in_reduced", "blob_moments", "foreground_mask", "foreground_mask_and_difference",
+__all__ = ["Blob", "find_subject", "find_in_reduced", "choose_subject", "blob_moments", "foreground_mask", "foreground_mask_and_difference",
            "foreground_parts", "part_blob"]
 
 
@@ -66,6 +66,15 @@ def _check_background(frame: np.ndarray, background: Background) -> None:
             f"frame size {frame.shape[1]}x{frame.shape[0]} differs from the background's "
             f"{background.frame_width}x{background.frame_height}"
         )
+
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _label8(mask: np.ndarray) -> np.ndarray:
+    """8-connected parts of a 2-D bool mask: ``skimage.measure.label(mask, connectivity=2)``, which
+    is this scipy call behind a wrapper (the same labels, without the wrapper's cost)."""
+    return _label_with(mask, structure=_EIGHT)[0]
 
 
 @lru_cache(maxsize=64)
@@ -164,7 +173,7 @@ def _components(mask: np.ndarray, diff: np.ndarray) -> tuple[np.ndarray, np.ndar
     """Label the mask; per component (index 1..n): area, mass (sum of diff), centroid x, y. Only the
     foreground's pixels are counted (in raster order, as over the whole image: the same sums); label
     0, the background, gets zeros."""
-    labels = label(mask, connectivity=2)
+    labels = _label8(mask)
     n = int(labels.max())
     at = np.flatnonzero(mask)
     flat = labels.ravel()[at]
@@ -203,9 +212,17 @@ def find_in_reduced(
     scale: float | None = None,
 ) -> Blob | None:
     """:func:`find_subject` on a frame already reduced by ``background.factor``."""
+    return choose_subject(foreground_parts(reduced, background, config), background, config, previous, scale)
+
+
+def choose_subject(
+    parts: tuple, background: Background, config: LocalizeConfig, previous: np.ndarray | None = None,
+    scale: float | None = None,
+) -> Blob | None:
+    """:func:`find_in_reduced` from the frame's :func:`foreground_parts` (which do not depend on
+    ``previous``: a decoding thread can find them while the caller follows the subject)."""
     f = background.factor
-    diff, mask = foreground_mask_and_difference(reduced, background, config)
-    labels, area, mass, cx, cy = _components(mask, diff)
+    diff, labels, area, mass, cx, cy = parts
     min_area = config.min_area_fraction * background.frame_width * background.frame_height / (f * f)
     candidates = (np.nonzero(area[1:] >= max(min_area, 1.0))[0] + 1).tolist()
     if not candidates:
@@ -256,7 +273,7 @@ def _core(component: np.ndarray, core_fraction: float) -> tuple[np.ndarray, np.n
     core = _opening(local, radius) if radius <= 2 else _opening_by_distances(inside, radius)
     if not core.any():
         return ys, xs
-    parts = label(core, connectivity=2)
+    parts = _label8(core)
     largest = int(np.argmax(np.bincount(parts.ravel())[1:])) + 1
     cy, cx = np.nonzero(parts == largest)
     return cy + y0 - 1, cx + x0 - 1

@@ -11,8 +11,9 @@ keeping only a few dozen frames in memory.
 
 Frames where the subject was not found need no box (their keypoints are missing) and are handed
 out as None as soon as the frames before them are. :func:`stream_boxes` runs this over a video:
-frames decoded on a thread, each localised as :func:`~fomm_kp.localize.boxes.boxes_for_video` does,
-the boxes handed out with their frames.
+frames decoded on a thread, each localised as :func:`~fomm_kp.localize.boxes.boxes_for_video` does
+(the frame's foreground found on the decoding thread, the subject chosen among its parts on the
+caller's, which knows where it was), the boxes handed out with their frames.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fomm_kp.config import LocalizeConfig
 from fomm_kp.decoding import Prefetch, decoded_frames
 from fomm_kp.errors import FommError
 from fomm_kp.localize.background import Background, reduce_frame
-from fomm_kp.localize.blobs import Blob, find_in_reduced
+from fomm_kp.localize.blobs import Blob, choose_subject, foreground_parts
 from fomm_kp.localize.boxes import square_boxes
 from fomm_kp.localize.smoothing import heading_axes, heading_votes, make_continuous, reach, smooth_centres, vote_tally
 from fomm_kp.video import FrameRange, probe
@@ -146,11 +147,13 @@ class StreamingBoxes:
         return np.arctan2(vectors[:, 1], vectors[:, 0])
 
 
-def _reduced_frames(video: str | os.PathLike, factor: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(index, frame, frame reduced by factor)`` of every frame (run on the decoding thread); a
-    grey video's frames come as their grey plane (:mod:`fomm_kp.grey`)."""
+def _analysed_frames(video: str | os.PathLike, background: Background, config: LocalizeConfig,
+                     ) -> Iterator[tuple[int, np.ndarray, tuple]]:
+    """``(index, frame, its foreground parts)`` of every frame (run on the decoding thread: the
+    parts do not depend on the frames before); a grey video's frames come as their grey plane
+    (:mod:`fomm_kp.grey`)."""
     for index, frame in decoded_frames(video, grey=True):
-        yield index, frame, reduce_frame(frame, factor)
+        yield index, frame, foreground_parts(reduce_frame(frame, background.factor), background, config)
 
 
 def stream_boxes(video: str | os.PathLike, background: Background, config: LocalizeConfig, side: int, aligned: bool,
@@ -169,9 +172,9 @@ def stream_boxes(video: str | os.PathLike, background: Background, config: Local
     stream = StreamingBoxes(info.width, info.height, side, aligned, config)
     pending: deque[tuple[int, np.ndarray | None]] = deque()
     previous: np.ndarray | None = None
-    with Prefetch(_reduced_frames(video, background.factor), size=16, name="decode") as decoded:
-        for index, frame, reduced in decoded:
-            blob = find_in_reduced(reduced, background, config, previous, float(side))
+    with Prefetch(_analysed_frames(video, background, config), size=16, name="decode") as decoded:
+        for index, frame, parts in decoded:
+            blob = choose_subject(parts, background, config, previous, float(side))
             previous = previous if blob is None else blob.centre
             stream.push(blob)
             needed = index in wanted and (blob is not None or (keep is not None and keep(index)))
