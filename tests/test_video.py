@@ -11,7 +11,9 @@ import pytest
 from fomm_kp.errors import FommError
 from fomm_kp.video import (
     VideoWriter,
+    as_rgb,
     crop_frame,
+    crop_resized,
     iter_frames,
     probe,
     read_frame_at,
@@ -245,3 +247,20 @@ def test_turned_crop_samples_the_rotated_square():
     # frame offset (+10, 0) from the centre = crop offset (0, -10)
     assert turned[0, 10].max() == 255 and turned.sum() == 255 * 3
     np.testing.assert_array_equal(crop_frame(frame, (*box, 0.0)), plain)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_grey_frame_is_cut_and_resized_as_each_channel_of_its_rgb_frame(seed: int) -> None:
+    """A grey frame ``(H, W)`` (fomm_kp.grey) gives the crop of its RGB frame, pixel for pixel:
+    straight and turned boxes, inside and across the frame's edges."""
+    rng = np.random.default_rng(seed)
+    grey = rng.integers(0, 256, (60, 80)).astype(np.uint8)
+    rgb = as_rgb(grey)
+    assert rgb.shape == (60, 80, 3) and as_rgb(rgb) is rgb and all((rgb[:, :, c] == grey).all() for c in range(3))
+    for _ in range(12):
+        cx, cy, side = rng.uniform(-10, 90), rng.uniform(-10, 70), rng.integers(8, 50)
+        angle = 0.0 if rng.random() < 0.3 else rng.uniform(-np.pi, np.pi)
+        box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2, angle])
+        for size in (16, int(side)):
+            np.testing.assert_array_equal(crop_resized(grey, box, size), crop_resized(as_rgb(grey), box, size))
+        np.testing.assert_array_equal(as_rgb(crop_frame(grey, box[:4])), crop_frame(as_rgb(grey), box[:4]))
