@@ -27,7 +27,7 @@ from fomm_kp.errors import FommError
 from fomm_kp.grey import GreyConverter
 from fomm_kp.video import IMAGE_SUFFIXES, FrameRange, iter_frames
 
-__all__ = ["Prefetch", "decoded_frames", "decodes_with_pyav", "rgb_pixels"]
+__all__ = ["Prefetch", "decoded_frames", "decodes_with_pyav", "rgb_pixels", "sampled_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,55 @@ def decoded_frames(path: str | os.PathLike, frames: FrameRange = FrameRange(), k
         raise
     except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:
         raise FommError(f"cannot read video {path}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def sampled_frames(path: str | os.PathLike, indices: np.ndarray, grey: bool = False,
+                   ) -> list[tuple[int, np.ndarray]] | None:
+    """``(frame index, frame)`` of the frames at ``indices`` (sorted) of a video file, decoding less:
+    the packets of the other frames are decoded with the decoder skipping non-reference frames
+    (no other frame depends on them), the wanted ones in full. Frames are numbered by the rank of
+    their timestamp among all the stream's packets, which is their order in the video. None when
+    that numbering cannot be trusted (packets without timestamps, repeated timestamps, a decoder
+    that gave a wanted frame no timestamp or not at all): decode every frame then
+    (:func:`decoded_frames` with ``keep``). ``grey`` as for :func:`decoded_frames`."""
+    if not decodes_with_pyav(path):
+        return None
+    convert = GreyConverter(rgb_pixels) if grey else rgb_pixels
+    try:
+        order = _presentation_order(path)
+        if order is None or len(indices) == 0 or int(indices[-1]) >= len(order):
+            return None
+        wanted = set(order[np.asarray(indices)].tolist())
+        with av.open(str(path)) as container:
+            found = _decode_wanted(container, wanted, order, convert)
+    except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:
+        raise FommError(f"cannot read video {path}: {exc.__class__.__name__}: {exc}") from exc
+    return None if len(found) != len(wanted) else sorted(found.items())
+
+
+def _presentation_order(path: str | os.PathLike) -> np.ndarray | None:
+    """Sorted timestamps of every packet of the first video stream; None if one has none or two share one."""
+    with av.open(str(path)) as container:
+        stamps = [packet.pts for packet in container.demux(container.streams.video[0]) if packet.size]
+    if not stamps or any(stamp is None for stamp in stamps):
+        return None
+    order = np.sort(np.asarray(stamps, dtype=np.int64))
+    return order if np.all(np.diff(order) > 0) else None
+
+
+def _decode_wanted(container: av.container.InputContainer, wanted: set, order: np.ndarray, convert,
+                   ) -> dict[int, np.ndarray]:
+    """Frames (by index) whose timestamps are ``wanted``, skipping the decoding of other non-reference frames."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    context = stream.codec_context
+    found: dict[int, np.ndarray] = {}
+    for packet in container.demux(stream):
+        context.skip_frame = "DEFAULT" if packet.pts in wanted or not packet.size else "NONREF"
+        for frame in context.decode(packet):
+            if frame.pts in wanted:
+                found[int(np.searchsorted(order, frame.pts))] = convert(frame)
+    return found
 
 
 def rgb_pixels(frame: av.VideoFrame) -> np.ndarray:

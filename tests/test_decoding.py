@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
+import imageio.v3 as iio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from fomm_kp.decoding import Prefetch, decoded_frames
+from conftest import synthetic_frames, write_video
+from fomm_kp.decoding import Prefetch, decoded_frames, sampled_frames
 from fomm_kp.errors import FommError
-from fomm_kp.video import FrameRange, iter_frames
+from fomm_kp.video import FrameRange, as_rgb, iter_frames
 
 
 def test_prefetch_hands_over_every_item_in_order() -> None:
@@ -89,3 +93,30 @@ def test_decoded_frames_of_a_file_that_is_not_a_video(tmp_path) -> None:
     bad.write_text("not a video")
     with pytest.raises(FommError, match="cannot read video"):
         list(decoded_frames(bad))
+
+
+@pytest.mark.parametrize("b_frames", [0, 3])
+def test_sampled_frames_are_the_decoded_frames_at_those_indices(tmp_path, b_frames: int) -> None:
+    """Frames no other refers to are skipped unless wanted: the wanted ones are the same pixels,
+    with and without B-frames (which are reordered and often not referred to)."""
+    frames = synthetic_frames(40)[0]
+    plain = write_video(tmp_path / "plain.mp4", frames)
+    clip = tmp_path / f"bf{b_frames}.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(plain), "-c:v", "libx264",
+                    "-bf", str(b_frames), "-g", "12", "-pix_fmt", "yuv444p", str(clip)], check=True)
+    every = dict(decoded_frames(clip))
+    for indices in (np.array([0, 5, 6, 7, 21, 39]), np.arange(1, 40, 3), np.array([38])):
+        for grey in (False, True):
+            sampled = sampled_frames(clip, indices, grey=grey)
+            assert [index for index, _ in sampled] == indices.tolist()
+            for index, frame in sampled:
+                np.testing.assert_array_equal(as_rgb(frame), every[index])
+    assert sampled_frames(clip, np.array([40])) is None  # past the end: not sampled here
+
+
+def test_sampled_frames_leave_image_folders_to_decoded_frames(tmp_path, disc_clip) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(disc_clip.frames[:3]):
+        iio.imwrite(folder / f"{i:03d}.png", frame)
+    assert sampled_frames(folder, np.array([0, 2])) is None

@@ -15,7 +15,7 @@ import numpy as np
 
 from fomm_kp.config import LocalizeConfig
 from fomm_kp.errors import FommError
-from fomm_kp.decoding import decoded_frames
+from fomm_kp.decoding import decoded_frames, sampled_frames
 from fomm_kp.video import FrameRange, iter_frames, probe, resize_frame
 
 __all__ = ["Background", "work_factor", "reduce_frame", "background_from_frames", "sample_reduced", "estimate_background"]
@@ -110,12 +110,17 @@ def sample_reduced(path: str | os.PathLike, config: LocalizeConfig, num_samples:
     """Up to ``num_samples`` frames spread evenly over a video, reduced: (frames, factor, width, height).
 
     Every ``stride``-th frame is a candidate and ``num_samples`` of them are picked evenly; only the
-    picked ones are converted to RGB (decoding the others is cheaper than converting them)."""
+    picked ones are converted to RGB (decoding the others is cheaper than converting them), and the
+    frames no other frame refers to are not decoded at all unless picked
+    (:func:`fomm_kp.decoding.sampled_frames`, when the video's timestamps number its frames)."""
     info = probe(path)
     factor = work_factor(info.width, info.height, config)
     stride = _sample_stride(info.num_frames, num_samples)
     candidates = np.arange(0, info.num_frames, stride)
     keep = candidates[_evenly(len(candidates), num_samples)]
+    sampled = sampled_frames(path, keep, grey=True)
+    if sampled is not None and [index for index, _ in sampled] == keep.tolist():
+        return [reduce_frame(frame, factor) for _, frame in sampled], factor, info.width, info.height
     reduced, count = [], 0
     for _, frame in decoded_frames(path, FrameRange(stride=stride), keep=keep, grey=True):
         count += 1
