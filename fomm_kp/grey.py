@@ -12,7 +12,7 @@ neutral, a pixel format other than 8-bit planar YUV or grey, or a table that doe
 conversion: the frame comes as RGB ``(H, W, 3)`` as before.
 
 Stages that take frames accept both shapes: a grey frame ``(H, W)`` stands for the RGB frame
-``(H, W, 3)`` with three equal channels (:func:`fomm_kp.video.as_rgb` makes it).
+``(H, W, 3)`` with three equal channels (:func:`as_rgb` makes it).
 """
 
 from __future__ import annotations
@@ -24,12 +24,17 @@ from typing import Callable
 import av
 import numpy as np
 
-__all__ = ["GreyConverter", "NEUTRAL"]
+__all__ = ["GreyConverter", "NEUTRAL", "as_rgb"]
 
 log = logging.getLogger(__name__)
 
 NEUTRAL = 128  # the chroma value of grey in 8-bit YUV (both ranges)
 PLANAR_FORMATS = ("gray", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv440p", "yuvj440p", "yuv444p", "yuvj444p")
+
+
+def as_rgb(frame: np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` of a grey frame ``(H, W)`` (three equal channels); an RGB frame as it is."""
+    return np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
 
 
 def plane_pixels(plane: av.video.plane.VideoPlane) -> np.ndarray:

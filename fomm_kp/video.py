@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from fomm_kp.errors import FommError
+from fomm_kp.grey import as_rgb
 from fomm_kp.files import check_regular, make_folders, remove_empty_folders
 
 __all__ = [
@@ -230,21 +231,14 @@ def resize_frame(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 
 def crop_resized(frame: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
-    """``resize_frame(crop_frame(frame, box), size)``, the same pixels without the copies between
-    them; always RGB ``(size, size, 3)`` (a grey frame ``(H, W)`` is cut and resized as one channel,
-    the same pixels as each channel of its RGB frame: :func:`as_rgb`)."""
+    """``resize_frame(crop_frame(frame, box), size)``, the same pixels without the copies between them;
+    RGB ``(size, size, 3)`` (a grey frame ``(H, W)`` is cut as one channel: :func:`fomm_kp.grey.as_rgb`)."""
     if len(box) == 5 and float(box[4]) != 0.0:
         image = _turned_image(frame, box)
         if image.size != (size, size):
             image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
         return as_rgb(np.asarray(image))
     return as_rgb(resize_frame(np.ascontiguousarray(crop_frame(frame, box)), size))
-
-
-def as_rgb(frame: np.ndarray) -> np.ndarray:
-    """RGB ``(H, W, 3)`` of a grey frame ``(H, W)`` (three equal channels; see :mod:`fomm_kp.grey`);
-    an RGB frame as it is."""
-    return np.repeat(frame[:, :, None], 3, axis=2) if frame.ndim == 2 else frame
 
 
 def _frame_filter(index: int, start: int, stop: int | None, stride: int) -> bool:

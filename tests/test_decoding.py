@@ -14,7 +14,8 @@ import pytest
 from conftest import synthetic_frames, write_video
 from fomm_kp.decoding import Prefetch, decoded_frames, sampled_frames
 from fomm_kp.errors import FommError
-from fomm_kp.video import FrameRange, as_rgb, iter_frames
+from fomm_kp.grey import as_rgb
+from fomm_kp.video import FrameRange, iter_frames
 
 
 def test_prefetch_hands_over_every_item_in_order() -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fomm_kp.errors import FommError
+from fomm_kp.grey import as_rgb
 from fomm_kp.video import (
     VideoWriter,
-    as_rgb,
     crop_frame,
     crop_resized,
     iter_frames,

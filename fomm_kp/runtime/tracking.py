@@ -35,7 +35,8 @@ from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
 from fomm_kp.runtime.pipeline import detect_at_boxes
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.video import FrameRange, VideoInfo, as_rgb, crop_frame, iter_frames, probe, resize_frame
+from fomm_kp.grey import as_rgb
+from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
 __all__ = ["track"]
