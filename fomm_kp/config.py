@@ -149,9 +149,8 @@ class LossConfig:
     # (dlc-openfield: regression error 13.9 → 9.4–10.2 px with it; docs/keypoint_accuracy.md).
     separation: float = 1.0
     separation_sigma: float = 0.1  # its length scale, normalised units (the frame spans 2)
-    # Foreground prior (0: off; applied only where data.foreground resolves to on): heatmap mass on
-    # pixels that match the static scene (the median of the clip) is penalised. On the worm it took
-    # keypoints on the worm from 40% to 97% (docs/keypoint_accuracy.md).
+    # Foreground prior (0: off; only where data.foreground resolves on): heatmap mass on pixels that
+    # match the clip's static scene is penalised (worm: keypoints on it 40% -> 97%).
     foreground: float = 1.0
     # Image-space warp term (0: off): the source warped by the dense flow alone must already look
     # like the driving frame (motion-weighted, like the reconstruction), so that the keypoints' motion
@@ -320,11 +319,9 @@ class DataConfig:
     # changes (auto: when that region is at most localizer.motion_max_area of the frame), so that
     # small moving parts of a whole-frame subject get more pixels.
     motion_crop: Literal["auto", "off"] = "off"
-    # Whether the foreground (what differs from the clip's static scene) is the subject, so that the
-    # foreground prior (loss.foreground) may pull keypoints onto it. auto: on when one distinct subject
-    # stands out in most frames (a travelling animal, cropped or not); off when the change is spread
-    # over several parts (a talking face, whose foreground is only the parts that move; a treadmill
-    # rig; several animals): there the prior took faces-fomm from 6.5 to 17.1 px.
+    # Whether the foreground (what differs from the static scene) is the subject, for loss.foreground.
+    # auto: on when one distinct subject stands out in most frames (a travelling animal); off when the
+    # change is spread (a talking face's moving parts, a treadmill rig, several animals).
     foreground: Literal["auto", "on", "off"] = "auto"
     # How the subject is found and followed (every field but margin, which is box_margin above).
     localizer: LocalizeConfig = field(default_factory=LocalizeConfig)

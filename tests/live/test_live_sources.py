@@ -84,7 +84,9 @@ def test_a_stalled_stream_is_reopened_and_the_gap_marked(tmp_path) -> None:
     clip = write_video(tmp_path / "clip.mp4", frames, fps=20.0)  # 2 s: opening a stream reads over a second of it
     port = free_udp_port()
     codec = ("-c:v", "libx264", "-g", "4", "-pix_fmt", "yuv420p")  # keyframes often: a reopened stream decodes at once
-    options = SourceOptions(timeout=0.8, open_timeout=4.0, retries=1, backoff=0.1)
+    # Three reopening attempts: on a busy machine the second ffmpeg may start sending only after the
+    # first attempt has waited out its 0.8 s for data.
+    options = SourceOptions(timeout=0.8, open_timeout=4.0, retries=3, backoff=0.1)
     senders: list = []
 
     def send_twice() -> None:
