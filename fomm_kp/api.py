@@ -24,9 +24,7 @@ from fomm_kp.config import Config, builtin_config, load_config
 from fomm_kp.crops import CropSettings
 from fomm_kp.errors import FommError
 from fomm_kp.files import remove_stale_temporaries
-from fomm_kp.localize.background import estimate_background
 from fomm_kp.localize.crop_rule import training_crops
-from fomm_kp.localize.decisions import decide
 from fomm_kp.models import FOMM
 from fomm_kp.progress import Progress
 from fomm_kp.runtime import Model, choose_device, load_model, track
@@ -163,7 +161,7 @@ def _training_data(videos: list[Path], config: Config, crop: Sequence[float] | N
     and whether one distinct subject stands out in every clip (:attr:`LocalizeDecision.distinct`)."""
     clips, settings, distinct = [], None, True
     for video in videos:
-        located, found, background = training_crops(video, config.data, crop)
+        located, found, background, clip_distinct = training_crops(video, config.data, crop)
         rule = (found.localized, found.aligned, found.fixed_crop)
         if settings is not None and rule != (settings.localized, settings.aligned, settings.fixed_crop):
             raise FommError(f"{video} gets other crops than {videos[0]} (localised {found.localized}, aligned "
@@ -172,8 +170,7 @@ def _training_data(videos: list[Path], config: Config, crop: Sequence[float] | N
         settings = settings or found  # a localised model keeps the first clip's empty scene
         data = load_training_frames(video, config.model.frame_size, config.train.max_frames, located)
         # Foreground masks: the foreground prior's target and the log's "on the subject" diagnostic.
-        background = background or estimate_background(video, config.data.localize_config())
-        distinct = distinct and decide(video, config.data.localize_config(), background).distinct
+        distinct = distinct and clip_distinct
         data = dataclasses.replace(data, masks=foreground_masks(data, background.scene()))
         log.info("%s: %.1f%% of training pixels differ from the static scene", video, 100.0 * data.masks.mean())
         clips.append(data)

@@ -134,19 +134,24 @@ def subject_crops(
 class TrainingCrops(NamedTuple):
     """What training looks at: the crops (frames where the subject was found; None: whole frames;
     with several subjects every subject's boxes, ``found`` saying where), the settings a model
-    trained on them keeps (the median box side is filled in by the caller), and the clip's empty
-    scene (None when nothing needed it: a fixed crop or localisation off)."""
+    trained on them keeps (the median box side is filled in by the caller), the clip's empty scene,
+    and whether one distinct subject stands out in it (:attr:`LocalizeDecision.distinct`: its
+    foreground is the subject)."""
 
     crops: SubjectCrops | SubjectsCrops | None
     settings: CropSettings
-    background: Background | None
+    background: Background
+    distinct: bool
 
 
 def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[float] | None = None) -> TrainingCrops:
     """The crops to train on, and where a model trained on them will look (:class:`TrainingCrops`).
-    A localised model keeps the clip's empty scene, for clips too short to have their own."""
-    wants_scene = crop is None and (data.localize != "off" or data.motion_crop == "auto")
-    background = estimate_background(video, data.localize_config()) if wants_scene else None
+    A localised model keeps the clip's empty scene, for clips too short to have their own. The
+    localisation decision is taken once here, for ``localize: auto`` and for ``distinct``."""
+    background = estimate_background(video, data.localize_config())
+    decision = decide(video, data.localize_config(), background)
+    if data.localize == "auto" and crop is None and data.subjects == 1:  # decided: subject_crops need not again
+        data = dataclasses.replace(data, localize="on" if decision.use else "off")
     located = subject_crops(video, data, crop, background=background)
     if located is None and crop is None and data.motion_crop == "auto":
         region = motion_region(background, data.localize_config())
@@ -157,7 +162,7 @@ def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[fl
             located = subject_crops(video, data, crop)
     localized = located is not None and crop is None
     scene = None
-    if localized and background is not None:
+    if localized:
         image = np.clip(np.round(background.image), 0, 255).astype(np.uint8)
         scene = Scene(image, background.factor, background.frame_width, background.frame_height)
     if isinstance(located, SubjectsCrops) and located.count == 1:  # subjects: auto found one
@@ -166,9 +171,9 @@ def training_crops(video: str | os.PathLike, data: DataConfig, crop: Sequence[fl
     settings = CropSettings(localized=localized, fixed_crop=None if crop is None else check_box(crop),
                             aligned=located is not None and located.boxes.shape[-1] == 5, scene=scene,
                             subjects=located.count if several else 1)
-    if located is None or several:
-        return TrainingCrops(located, settings, background)
-    return TrainingCrops(located.where_found(), settings, background)
+    if located is not None and not several:
+        located = located.where_found()
+    return TrainingCrops(located, settings, background, decision.distinct)
 
 
 def stored_background(video: str | os.PathLike, crop: CropSettings, config: LocalizeConfig) -> Background | None:

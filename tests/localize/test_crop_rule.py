@@ -25,8 +25,8 @@ def test_a_short_clip_is_localised_against_the_training_scene(tmp_path: Path) ->
     frames, centres, _, _ = synthetic_frames(60)
     long_clip = _write(tmp_path / "long.mp4", frames)
     data = DataConfig(localize="on")
-    located, settings, background = training_crops(long_clip, data)
-    assert settings.localized and settings.scene is not None and background is not None
+    located, settings, background, distinct = training_crops(long_clip, data)
+    assert settings.localized and settings.scene is not None and background is not None and distinct
     settings = CropSettings(localized=True, box_side=float(np.median(located.boxes[:, 2] - located.boxes[:, 0])),
                             aligned=settings.aligned, scene=settings.scene)
     # The checkpoint metadata round trip keeps the scene, pixel for pixel.
@@ -56,11 +56,11 @@ def test_motion_crop_boxes_the_part_of_the_frame_that_changes(tmp_path: Path) ->
         frame[y : y + 12, x : x + 12] = 250 if t % 2 else 5
         frames.append(frame)
     clip = _write(tmp_path / "paw.mp4", np.stack(frames))
-    located, settings, _ = training_crops(clip, DataConfig(localize="off", motion_crop="auto"))
+    located, settings, _, _ = training_crops(clip, DataConfig(localize="off", motion_crop="auto"))
     assert settings.fixed_crop is not None and not settings.localized
     x0, y0, x1, y1 = settings.fixed_crop
     assert x0 <= 12 and y0 <= 9 and x1 >= 40 and y1 >= 33  # the whole range of the patch ...
     assert (x1 - x0) * (y1 - y0) <= 0.5 * 160 * 120  # ... and much less than the frame
     assert np.allclose(located.boxes, settings.fixed_crop)
-    none, off, _ = training_crops(clip, DataConfig(localize="off", motion_crop="off"))
+    none, off, _, _ = training_crops(clip, DataConfig(localize="off", motion_crop="off"))
     assert none is None and off.fixed_crop is None

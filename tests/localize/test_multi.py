@@ -106,7 +106,7 @@ def test_bridge_gaps() -> None:
 def test_crop_rule_with_several_subjects(clips: dict) -> None:
     path, _, _ = clips["three"]
     data = DataConfig(localize="on", subjects=3)
-    located, settings, _ = training_crops(path, data)
+    located, settings, _, _ = training_crops(path, data)
     assert isinstance(located, SubjectsCrops) and located.boxes.shape[:2] == (40, 3)
     assert settings.subjects == 3 and settings.localized
     assert located.boxes.shape[-1] == (5 if settings.aligned else 4)
@@ -146,5 +146,5 @@ def test_auto_that_finds_one_subject_trains_as_one(tmp_path: Path) -> None:
     from conftest import synthetic_frames
 
     path = write_video(tmp_path / "one.mp4", synthetic_frames(30)[0])
-    crops, settings, _ = training_crops(path, DataConfig(localize="on", subjects="auto"))
+    crops, settings, _, _ = training_crops(path, DataConfig(localize="on", subjects="auto"))
     assert settings.subjects == 1 and isinstance(crops, SubjectCrops) and crops.found.all()
