@@ -16,7 +16,9 @@ Reported:
   written, and from the arrival of a window's last frame to its labels being written: median, p95,
   p99, max (the time a camera or the network takes before arrival is not in it);
 - ``memory``: resident set size sampled every second: after the first minute, at the end, the
-  largest, and the slope of a straight line through the samples after the first minute (MB/min);
+  largest, and the slope of a straight line through the samples after the first minute and through
+  those of the second half of the stream (MB/min; the UDP reader's ring buffer, 2 MiB, is taken on
+  as it first fills, at the stream's bit rate, so the second half is where memory must be flat);
 - ``capacity``: the same pipeline on the clip read as fast as it can be (no pacing), frames/s.
 
 Load averages are recorded at the start and the end. Run it through the shared lock.
@@ -102,7 +104,11 @@ def stream(video: Path, model, clf: Classifier, minutes: float) -> dict:
     sender["process"].wait(30)
     times, rss, fps = (np.array(c) for c in zip(*samples)) if samples else (np.zeros(0),) * 3
     late = times >= min(60.0, seconds / 2)
-    slope = float(np.polyfit(times[late] / 60.0, rss[late], 1)[0]) if late.sum() >= 10 else float("nan")
+    half = times >= seconds / 2
+
+    def slope(chosen: np.ndarray) -> float:
+        return float(np.polyfit(times[chosen] / 60.0, rss[chosen], 1)[0]) if chosen.sum() >= 10 else float("nan")
+
     return {
         "stream": {"frames": summary.frames, "dropped": summary.dropped, "lost": summary.lost,
                    "seconds": summary.seconds, "fps_sustained": float(np.median(fps[late])) if late.any() else float("nan"),
@@ -110,7 +116,8 @@ def stream(video: Path, model, clf: Classifier, minutes: float) -> dict:
         "latency_ms": {"keypoints": percentiles(summary.keypoint_latencies), "labels": percentiles(summary.label_latencies)},
         "memory_mb": {"after_first_minute": float(rss[late][0]) if late.any() else float("nan"),
                       "end": float(rss[-1]) if rss.size else float("nan"), "max": float(rss.max()) if rss.size else float("nan"),
-                      "slope_mb_per_minute": slope, "samples": [[round(t, 1), round(m, 1)] for t, m in zip(times, rss)][::10]},
+                      "slope_mb_per_minute": slope(late), "slope_second_half_mb_per_minute": slope(half),
+                      "samples": [[round(t, 1), round(m, 1)] for t, m in zip(times, rss)][::10]},
     }
 
 

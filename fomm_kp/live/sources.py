@@ -103,11 +103,19 @@ def source_kind(spec: str) -> str:
     return "file"
 
 
+# ffmpeg's UDP reader copies packets into a ring buffer of ``fifo_size`` packets of 188 bytes, which
+# the process's resident memory takes on page by page as the ring first fills: at a million packets
+# (188 MB) memory rose by the stream's bit rate for the first hours. 2 MiB holds 2 s of an 8 Mbit/s
+# stream (more of smaller ones) while the reader thread, which drains it continuously, is held up.
+UDP_FIFO_PACKETS = (2 << 20) // 188
+
+
 def _with_udp_defaults(url: str) -> str:
-    """A UDP URL with a large receive buffer and a FIFO that survives bursts (unless the URL sets them)."""
+    """A UDP URL with a large receive buffer and a bounded FIFO that survives bursts (unless the URL
+    sets them)."""
     if urlsplit(url).scheme.lower() != "udp":
         return url
-    extra = [f"{key}={value}" for key, value in (("fifo_size", "1000000"), ("overrun_nonfatal", "1"),
+    extra = [f"{key}={value}" for key, value in (("fifo_size", str(UDP_FIFO_PACKETS)), ("overrun_nonfatal", "1"),
                                                  ("buffer_size", "8388608")) if f"{key}=" not in url]
     if not extra:
         return url

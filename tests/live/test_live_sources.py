@@ -11,7 +11,8 @@ import pytest
 
 from conftest import disc_frames, free_udp_port, send_udp, wait_udp_bound, write_video
 from fomm_kp.errors import FommError
-from fomm_kp.live.sources import FrameSource, Gap, SourceOptions, _Numbering, open_source, source_kind
+from fomm_kp.live.sources import (FrameSource, Gap, SourceOptions, _Numbering, _with_udp_defaults, open_source,
+                                  source_kind)
 from fomm_kp.video import iter_frames
 
 
@@ -132,8 +133,19 @@ def test_a_stream_is_probed_as_long_as_it_may_take_to_open(monkeypatch) -> None:
     with pytest.raises(FommError, match="cannot open udp://"):
         open_source("udp://127.0.0.1:5000", SourceOptions(open_timeout=40.0, timeout=2.0))
     assert seen["options"]["analyzeduration"] == str(40_000_000) and int(seen["options"]["probesize"]) > 5_000_000
-    assert seen["timeout"] == (40.0, 2.0) and "fifo_size=" in seen["spec"]
+    assert seen["timeout"] == (40.0, 2.0) and f"fifo_size={(2 << 20) // 188}" in seen["spec"]  # a bounded ring
     with pytest.raises(FommError, match="cannot open rtsp://"):
         open_source("rtsp://cam.local/stream", SourceOptions(open_timeout=1.0))
     assert seen["options"] == {"rtsp_transport": "tcp", "analyzeduration": str(5_000_000),
                                "probesize": seen["options"]["probesize"]}  # never below ffmpeg's own default
+
+
+def test_the_udp_ring_buffer_is_bounded_and_a_url_may_set_its_own() -> None:
+    """ffmpeg's UDP ring buffer is taken on as it first fills: a million packets (188 MB) made memory
+    grow with the stream's bit rate for hours, so the default is 2 MiB; a URL's own settings win."""
+    url = _with_udp_defaults("udp://127.0.0.1:5000")
+    fifo = int(url.split("fifo_size=")[1].split("&")[0])
+    assert fifo * 188 <= 2 << 20 and "overrun_nonfatal=1" in url
+    assert _with_udp_defaults("udp://127.0.0.1:5000?fifo_size=77").count("fifo_size=") == 1
+    assert "fifo_size=77&" in _with_udp_defaults("udp://127.0.0.1:5000?fifo_size=77")
+    assert _with_udp_defaults("rtsp://cam/stream") == "rtsp://cam/stream"
