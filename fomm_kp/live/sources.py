@@ -109,6 +109,9 @@ def source_kind(spec: str) -> str:
 # stream (more of smaller ones) while the reader thread, which drains it continuously, is held up.
 UDP_FIFO_PACKETS = (2 << 20) // 188
 
+# Bytes a stream's probe may read: ffmpeg's default (a key frame at most this far into the stream).
+PROBE_BYTES = 5_000_000
+
 
 def _with_udp_defaults(url: str) -> str:
     """A UDP URL with a large receive buffer and a bounded FIFO that survives bursts (unless the URL
@@ -194,9 +197,11 @@ class FrameSource:
                 av_options["rtsp_transport"] = "tcp"
             # A receiver that joins a running stream needs a key frame before it knows the frame
             # size: let the probe wait for one as long as the opening may take (ffmpeg's 5 s
-            # default gives up on streams with key frames further apart).
+            # default gives up on streams with key frames further apart). Its size in bytes stays
+            # ffmpeg's: MPEG-TS keeps that much of the stream for seeking back, taken on as the
+            # stream flows (at 64 MiB memory rose by the stream's bit rate for half an hour).
             av_options["analyzeduration"] = str(int(max(options.open_timeout, 5.0) * 1e6))
-            av_options["probesize"] = str(64 << 20)
+            av_options["probesize"] = str(PROBE_BYTES)
         timeout = None if kind == "file" else (options.open_timeout, options.timeout)
         try:
             container = av.open(spec, format=fmt, options=av_options, timeout=timeout)
