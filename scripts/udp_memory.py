@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -29,14 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "dlc-openfield" / "videos" / "m3v1mp4.mp4"
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> None:
+    from benchmark_live import free_udp_port, rss_mb  # this folder's live benchmark (run as a script)
+
     from fomm_kp.live.sources import PROBE_BYTES, UDP_FIFO_PACKETS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,9 +40,7 @@ def main() -> None:
     parser.add_argument("--fifo-packets", type=int, default=UDP_FIFO_PACKETS)
     args = parser.parse_args()
     seconds = args.minutes * 60.0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     sender: dict = {}
 
     def send() -> None:
