@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from fomm_kp.errors import FommError
-from fomm_kp.grey import as_rgb
 from fomm_kp.files import check_regular, make_folders, remove_empty_folders
+from fomm_kp.grey import as_rgb
 
 __all__ = [
     "VideoInfo", "variable_rate", "probe", "iter_frames", "read_frames", "read_frame_at", "read_image",

@@ -105,8 +105,8 @@ def source_kind(spec: str) -> str:
 
 # ffmpeg's UDP reader copies packets into a ring buffer of ``fifo_size`` packets of 188 bytes, which
 # the process's resident memory takes on page by page as the ring first fills: at a million packets
-# (188 MB) memory rose by the stream's bit rate for the first hours. 2 MiB holds 2 s of an 8 Mbit/s
-# stream (more of smaller ones) while the reader thread, which drains it continuously, is held up.
+# (188 MB) memory rose with the stream until the ring was full (docs/live.md). 2 MiB holds 2 s of
+# an 8 Mbit/s stream (more of smaller ones) while the reader thread, which drains it, is held up.
 UDP_FIFO_PACKETS = (2 << 20) // 188
 
 # Bytes a stream's probe may read: ffmpeg's default (a key frame at most this far into the stream).
@@ -199,7 +199,7 @@ class FrameSource:
             # size: let the probe wait for one as long as the opening may take (ffmpeg's 5 s
             # default gives up on streams with key frames further apart). Its size in bytes stays
             # ffmpeg's: MPEG-TS keeps that much of the stream for seeking back, taken on as the
-            # stream flows (at 64 MiB memory rose by the stream's bit rate for half an hour).
+            # stream flows (at 64 MiB it kept rising through the 5 minutes of scripts/udp_memory.py).
             av_options["analyzeduration"] = str(int(max(options.open_timeout, 5.0) * 1e6))
             av_options["probesize"] = str(PROBE_BYTES)
         timeout = None if kind == "file" else (options.open_timeout, options.timeout)

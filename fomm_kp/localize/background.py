@@ -119,7 +119,7 @@ def sample_reduced(path: str | os.PathLike, config: LocalizeConfig, num_samples:
     candidates = np.arange(0, info.num_frames, stride)
     keep = candidates[_evenly(len(candidates), num_samples)]
     sampled = sampled_frames(path, keep, grey=True)
-    if sampled is not None and [index for index, _ in sampled] == keep.tolist():
+    if sampled is not None:  # exactly the frames of keep, or None
         return [reduce_frame(frame, factor) for _, frame in sampled], factor, info.width, info.height
     reduced, count = [], 0
     for _, frame in decoded_frames(path, FrameRange(stride=stride), keep=keep, grey=True):

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import binary_opening, distance_transform_edt
-from scipy.ndimage import label as _label_with
+from scipy.ndimage import label as scipy_label
 from skimage.morphology import disk
 
 from fomm_kp.config import LocalizeConfig
@@ -74,7 +74,7 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 def _label8(mask: np.ndarray) -> np.ndarray:
     """8-connected parts of a 2-D bool mask: ``skimage.measure.label(mask, connectivity=2)``, which
     is this scipy call behind a wrapper (the same labels, without the wrapper's cost)."""
-    return _label_with(mask, structure=_EIGHT)[0]
+    return scipy_label(mask, structure=_EIGHT)[0]
 
 
 @lru_cache(maxsize=64)

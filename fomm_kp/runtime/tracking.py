@@ -27,6 +27,7 @@ import numpy as np
 from fomm_kp.crops import CropSettings
 from fomm_kp.decoding import Prefetch, decoded_frames
 from fomm_kp.errors import FommError
+from fomm_kp.grey import as_rgb
 from fomm_kp.localize.crop_rule import (SubjectCrops, SubjectsCrops, model_subjects_crops, online_boxes,
                                         streamed_model_crops)
 from fomm_kp.localize.foreground import OnSubjectSampler
@@ -35,7 +36,6 @@ from fomm_kp.runtime.detector import Detections, Detector
 from fomm_kp.runtime.loading import load_model
 from fomm_kp.runtime.pipeline import detect_at_boxes
 from fomm_kp.tracks import Tracks, save_tracks
-from fomm_kp.grey import as_rgb
 from fomm_kp.video import FrameRange, VideoInfo, crop_frame, iter_frames, probe, resize_frame
 from fomm_kp.viz import TrailOverlay
 
