@@ -182,6 +182,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smooth-windows", type=int, nargs="+", default=[5, 7, 9], help="smoothing windows for jitter")
+    parser.add_argument("--smooth-order", type=int, default=2, help="smoothing polynomial degree (0-3)")
     return parser.parse_args(argv)
 
 
@@ -257,53 +259,35 @@ def evaluate_clip(clip: Clip, model, data: EvalSet, args: argparse.Namespace) ->
     return report
 
 
-def _displacement(points: np.ndarray) -> np.ndarray:
-    """Frame-to-frame displacement ``(T-1, K)`` of points ``(T, K, 2)``."""
-    return np.linalg.norm(np.diff(points, axis=0), axis=-1)
-
-
-def _still_pairs_from_frames(video: Path, stop: int, quantile: float = 0.2) -> np.ndarray:
-    """Consecutive-frame pairs ``(T-1,)`` bool: the stillest ``quantile`` by mean grey difference."""
-    from fomm_kp.video import iter_frames
-
-    small = np.stack([f.mean(axis=2) for _, f in iter_frames(video, stop=stop, size=64)])
-    change = np.abs(np.diff(small, axis=0)).mean(axis=(1, 2))
-    return change <= np.quantile(change, quantile)
-
-
-def temporal_report(clip: Clip, model, data: EvalSet, args: argparse.Namespace, windows=(5, 7, 9)) -> dict:
+def temporal_report(clip: Clip, model, data: EvalSet, args: argparse.Namespace) -> dict:
     """Jitter of the tracks on still frames, raw and smoothed; with labels over time, the labels'
     own jitter and the full regression from raw and smoothed tracks at the labelled frames."""
     from fomm_kp import api
     from fomm_kp.evaluation.keypoints import CrossValidation, PoseFeatures, evaluate_keypoints
+    from fomm_kp.evaluation.temporal import displacement, jitter, still_from_frames, still_from_labels
     from fomm_kp.tracks.smoothing import Smoothing, smooth_keypoints
     from fomm_kp.video import FrameRange
 
+    windows, order = args.smooth_windows, args.smooth_order
     videos = [v for v, _ in data.label_videos] or [args.data / clip.train_video]
     report: dict = {"videos": [str(v) for v in videos], "still": "stillest 20% of consecutive-frame pairs "
-                    + ("by label displacement" if data.label_videos else "by mean grey difference")}
-    raw_all, smooth_all = [], {w: [] for w in windows}
-    per_video = []
+                    + ("by label displacement" if data.label_videos else "by mean grey difference"),
+                    "smoothing_order": order}
+    still_all, per_video = [], []
     for v, video in enumerate(videos):
-        stop = 600
-        tracks = api.track(video, model, frames=FrameRange(0, stop))
+        tracks = api.track(video, model, frames=FrameRange(0, 600))
         report.setdefault("on_subject", []).append(tracks.metadata.get("on_subject"))
         points, scores = tracks.keypoints[:, 0], tracks.scores[:, 0]
         if data.label_videos:
             labels = data.label_videos[v][1][: len(points)]
-            moved = _displacement(labels).max(axis=1)
-            usable = np.isfinite(moved)
-            still = usable & (moved <= np.nanquantile(moved, 0.2))
-            report.setdefault("label_jitter_px", []).append(float(np.nanmedian(_displacement(labels)[still])))
+            still = still_from_labels(labels)
+            report.setdefault("label_jitter_px", []).append(float(np.nanmedian(displacement(labels)[still])))
         else:
-            still = _still_pairs_from_frames(video, len(points))
-        raw_all.append(_displacement(points)[still])
-        smoothed = {w: smooth_keypoints(points, scores, Smoothing(window=w)) for w in windows}
-        for w in windows:
-            smooth_all[w].append(_displacement(smoothed[w])[still])
-        per_video.append((points, smoothed))
-    report["jitter_px"] = float(np.nanmedian(np.concatenate(raw_all)))
-    report["jitter_smoothed_px"] = {str(w): float(np.nanmedian(np.concatenate(smooth_all[w]))) for w in windows}
+            still = still_from_frames(video, len(points))
+        still_all.append(still)
+        per_video.append((points, {w: smooth_keypoints(points, scores, Smoothing(window=w, order=order)) for w in windows}))
+    report["jitter_px"] = jitter([points for points, _ in per_video], still_all)
+    report["jitter_smoothed_px"] = {str(w): jitter([smoothed[w] for _, smoothed in per_video], still_all) for w in windows}
     if "label_jitter_px" in report:
         label = float(np.mean(report["label_jitter_px"]))
         report["jitter_ratio_to_labels"] = report["jitter_px"] / label
