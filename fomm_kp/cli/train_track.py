@@ -159,7 +159,8 @@ def track(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", help="torch, onnx (ONNX Runtime), tensorrt, or auto: onnx for students on the CPU, else torch."),
     engine: Optional[Path] = typer.Option(None, help="Exported .onnx (onnx backend) or .engine (tensorrt backend) to run."),
-    smooth: int = typer.Option(0, min=0, help="Smooth keypoints over this many frames (odd, >= 3; confidence-weighted local quadratic fit); 0: off."),
+    smooth: int = typer.Option(0, min=0, help="Smooth keypoints over this many frames (odd, >= 3; confidence-weighted local polynomial fit); 0: off."),
+    smooth_order: int = typer.Option(2, help="Degree of the smoothing's local polynomial: 2 (quadratic) keeps fast peaks, 1 (a line) steadies more (0-3)."),
     subjects: Optional[str] = typer.Option(None, help="Animals to follow: a number or auto (default: as trained)."),
     subject_id: Optional[str] = typer.Option(None, "--subject-id", help="NWB: the subject's id, or one per subject separated by commas (default: the subject names)."),
     species: Optional[str] = typer.Option(None, help="NWB: species, Latin binomial (Mus musculus) or NCBI taxonomy IRI (default: a placeholder for 'an animal')."),
@@ -178,7 +179,11 @@ def track(
     box = parse_box(crop)
     if smooth and (smooth < 3 or smooth % 2 == 0 or smooth > 1001):
         raise FommError(f"--smooth must be 0 (off) or an odd number of frames from 3 to 1001, got {smooth}")
-    smoothing = Smoothing(window=smooth) if smooth else None
+    if not 0 <= smooth_order <= 3:
+        raise FommError(f"--smooth-order must be 0, 1, 2 or 3, got {smooth_order}")
+    if smooth and smooth_order >= smooth:
+        raise FommError(f"--smooth-order must be below --smooth ({smooth}), got {smooth_order}")
+    smoothing = Smoothing(window=smooth, order=smooth_order) if smooth else None
     count = parse_subjects(subjects)
     nwb = _nwb_subject(subject_id, species, sex, age)
     if count is not None and box is not None:

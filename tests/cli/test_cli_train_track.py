@@ -131,6 +131,18 @@ def test_track_command_smooths_and_reports_where_keypoints_sit(tmp_path: Path, d
                             "--smooth", "4"], capsys, monkeypatch)
     assert_one_error_line(code, err, "--smooth")
     assert not (tmp_path / "x.npz").exists()
+    line = tmp_path / "line.npz"
+    code, _, err = run_cli(["track", str(disc_clip.path), "-m", str(trained_checkpoint), "-o", str(line),
+                            "--smooth", "5", "--smooth-order", "1"], capsys, monkeypatch)
+    assert code == 0, err
+    lined = load_tracks(line)
+    assert lined.metadata["smoothing"]["order"] == 1 and after.metadata["smoothing"]["order"] == 2
+    assert not np.allclose(lined.keypoints, after.keypoints, equal_nan=True)  # a line is not the quadratic
+    for bad in (["--smooth", "5", "--smooth-order", "4"], ["--smooth", "3", "--smooth-order", "3"]):
+        code, _, err = run_cli(["track", str(disc_clip.path), "-m", str(trained_checkpoint), "-o", str(tmp_path / "x.npz"),
+                                *bad], capsys, monkeypatch)
+        assert_one_error_line(code, err, "--smooth-order")
+        assert not (tmp_path / "x.npz").exists()
 
 
 @pytest.mark.slow
