@@ -8,6 +8,9 @@ Model variants (``--variants``):
   64 px, the same widths (the CPU default until 2026-11-22).
 - ``cpu256``: the same widths with 256 px frames and the detector and dense-motion network on
   128 px (the 256-px CPU variant; not a built-in config).
+- ``gpu128``: the built-in ``gpu_default`` config (128 px frames and detector, dense motion on
+  64 px, widths up to 512), the default where CUDA is present. Like ``gpu256`` it is only in the
+  default set with ``--device cuda``.
 - ``gpu256``: the built-in ``gpu`` config, the FOMM paper's vox-256 shapes (256 px frames,
   detector and dense motion on 64 px, widths up to 1024). Several seconds per sample on a CPU, so
   it is only in the default set with ``--device cuda``.
@@ -53,7 +56,7 @@ from fomm_kp.models import FOMM
 from fomm_kp.training.dataset import FramePairs, TrainingFrames
 from fomm_kp.training.trainer import Trainer, autocast_context
 
-VARIANTS = ("cpu", "cpu128", "cpu256", "gpu256")
+VARIANTS = ("cpu", "cpu128", "cpu256", "gpu128", "gpu256")
 
 
 def variant_config(name: str, batch: int) -> Config:
@@ -68,6 +71,8 @@ def variant_config(name: str, batch: int) -> Config:
             detector=dataclasses.replace(model.detector, input_size=128),
             dense_motion=dataclasses.replace(model.dense_motion, input_size=128),
         ))
+    elif name == "gpu128":
+        config = builtin_config("gpu_default")
     elif name == "gpu256":
         config = builtin_config("gpu")
     else:
@@ -242,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--variants", default=None, help=f"comma-separated, from {', '.join(VARIANTS)} "
-                        "(default: cpu,cpu128,cpu256 on CPU, all four on CUDA)")
+                        "(default: cpu,cpu128,cpu256 on CPU, all five on CUDA)")
     parser.add_argument("--batch", type=int, default=8, help="training batch size (default 8)")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps (default 2)")
     parser.add_argument("--warmup", type=int, default=0, help="untimed training steps before the timed ones (default 0)")
