@@ -56,7 +56,7 @@ def _halvings(owner: Any, size_key: str, blocks: int) -> None:
 class DetectorConfig:
     """Keypoint detector: hourglass on a downscaled frame → K heatmaps → soft-argmax."""
 
-    num_keypoints: int = 10
+    num_keypoints: int = 32
     input_size: int = 64  # side of the square frame the detector sees, in pixels
     block_expansion: int = 32
     max_features: int = 256
