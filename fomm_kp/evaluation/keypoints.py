@@ -48,15 +48,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CrossValidation:
     """The protocol: ``folds``-fold cross-validation over labelled frames, ``shuffled`` (seeded) or in
-    contiguous ``blocks``; ``use_confidence`` adds keypoint confidences to the regression features."""
+    contiguous ``blocks``; ``use_confidence`` adds keypoint confidences to the regression features;
+    ``penalty``: how each training fold chooses its ridge penalty (``loo``: leave-one-out;
+    ``blocks``: contiguous blocks of its rows, for features that neighbouring frames share)."""
 
     folds: int = 5
     fold_mode: Literal["shuffled", "blocks"] = "shuffled"
     seed: int = 0
     use_confidence: bool = False
+    penalty: Literal["loo", "blocks"] = "loo"
 
     def __post_init__(self) -> None:
-        check(self, folds=integer(2), fold_mode=one_of("shuffled", "blocks"), seed=SEED, use_confidence=flag())
+        check(self, folds=integer(2), fold_mode=one_of("shuffled", "blocks"), seed=SEED, use_confidence=flag(),
+              penalty=one_of("loo", "blocks"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +152,7 @@ class KeypointEvaluation:
                 "folds": self.folds,
                 "fold_mode": self.fold_mode,
                 "use_confidence": self.use_confidence,
+                "ridge_penalty_by": self.protocol.penalty,
                 "error": "mean Euclidean distance on held-out frames, pixels",
             },
             "parts": list(self.part_names),
@@ -216,7 +221,8 @@ def evaluate_keypoints(
     for name, method in methods.items():
         if len(method) != m:
             raise FommError(f"method '{name}' has features for {len(method)} frames, labels for {m}")
-        regression = regression_errors(method.regression_features(protocol.use_confidence), labels, fold_list)
+        regression = regression_errors(method.regression_features(protocol.use_confidence), labels, fold_list,
+                                       protocol.penalty)
         single, index, missing = None, None, 0
         if method.points is not None:
             pts = np.asarray(method.points, dtype=np.float64)

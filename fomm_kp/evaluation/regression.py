@@ -10,11 +10,16 @@ import numpy as np
 from fomm_kp.errors import FommError
 
 __all__ = [
-    "FoldMode", "RIDGE_ALPHAS", "kfold_indices", "ridge_cv_predict", "affine_cv_predict", "part_errors", "check_labels",
+    "FoldMode", "Penalty", "RIDGE_ALPHAS", "kfold_indices", "ridge_cv_predict", "affine_cv_predict", "part_errors", "check_labels",
     "regression_errors", "mean_pose_errors", "single_keypoint_errors",
 ]
 
 FoldMode = Literal["shuffled", "blocks"]
+# How the ridge penalty is chosen on a training fold: closed-form leave-one-out, or held-out
+# contiguous blocks of the training rows (in their order), which neighbouring video frames whose
+# features move together (smoothed tracks) cannot flatter.
+Penalty = Literal["loo", "blocks"]
+INNER_BLOCKS = 5
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 17))
 
 
@@ -56,35 +61,72 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (test - mean) / std
 
 
-def _ridge_fit(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+def _ridge_fit(x: np.ndarray, y: np.ndarray, alphas: Sequence[float],
+               penalty: Penalty = "loo") -> tuple[np.ndarray, np.ndarray, float]:
     """Ridge with intercept on standardised ``x`` (n, F) → ``y`` (n, D); the penalty minimises the
-    closed-form leave-one-out squared error. Returns (coefficients (F, D), intercept (D,), alpha)."""
+    held-out squared error of ``penalty`` (see :data:`Penalty`). Returns (coefficients (F, D),
+    intercept (D,), alpha)."""
     y_mean = y.mean(axis=0)
     x_mean = x.mean(axis=0)
     xc, yc = x - x_mean, y - y_mean
     u, s, vt = np.linalg.svd(xc, full_matrices=False)
     uty = u.T @ yc
-    n = len(x)
-    best: tuple[float, float] | None = None
+    scores = _loo_scores(u, s, uty, yc, alphas) if penalty == "loo" else _block_scores(x, y, alphas)
+    alpha = alphas[_first_minimum(scores)]
+    coef = vt.T @ ((s / (s**2 + alpha))[:, None] * uty)
+    return coef, y_mean - x_mean @ coef, alpha
+
+
+def _first_minimum(scores: Sequence[float]) -> int:
+    """Index of the smallest score, the first of near-ties (within 1e-12)."""
+    best = 0
+    for i, score in enumerate(scores):
+        if score < scores[best] - 1e-12:
+            best = i
+    return best
+
+
+def _loo_scores(u: np.ndarray, s: np.ndarray, uty: np.ndarray, yc: np.ndarray, alphas: Sequence[float]) -> list[float]:
+    """Closed-form leave-one-out squared error per penalty, from the SVD of the centred features."""
+    n = len(yc)
+    scores = []
     for alpha in alphas:
         shrink = s**2 / (s**2 + alpha)
         fitted = u @ (shrink[:, None] * uty)
         hat = (u**2) @ shrink + 1.0 / n
         loo = (yc - fitted) / np.maximum(1.0 - hat, 1e-6)[:, None]
-        score = float(np.mean(loo**2))
-        if best is None or score < best[0] - 1e-12:
-            best = (score, alpha)
-    alpha = best[1]
-    coef = vt.T @ ((s / (s**2 + alpha))[:, None] * uty)
-    return coef, y_mean - x_mean @ coef, alpha
+        scores.append(float(np.mean(loo**2)))
+    return scores
+
+
+def _block_scores(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> list[float]:
+    """Squared error per penalty over :data:`INNER_BLOCKS` contiguous blocks of the rows, each
+    predicted by a ridge fitted on the other rows."""
+    n = len(x)
+    if n < 2 * INNER_BLOCKS:
+        raise FommError(f"choosing the ridge penalty by blocks needs at least {2 * INNER_BLOCKS} training rows, got {n}")
+    errors = np.zeros(len(alphas))
+    for block in np.array_split(np.arange(n), INNER_BLOCKS):
+        rest = np.ones(n, dtype=bool)
+        rest[block] = False
+        x_mean, y_mean = x[rest].mean(axis=0), y[rest].mean(axis=0)
+        u, s, vt = np.linalg.svd(x[rest] - x_mean, full_matrices=False)
+        uty = u.T @ (y[rest] - y_mean)
+        centred = x[block] - x_mean
+        for i, alpha in enumerate(alphas):
+            coef = vt.T @ ((s / (s**2 + alpha))[:, None] * uty)
+            errors[i] += float(np.sum((centred @ coef + y_mean - y[block]) ** 2))
+    return list(errors / n)
 
 
 def ridge_cv_predict(
-    features: np.ndarray, targets: np.ndarray, folds: Sequence[np.ndarray], alphas: Sequence[float] = RIDGE_ALPHAS
+    features: np.ndarray, targets: np.ndarray, folds: Sequence[np.ndarray], alphas: Sequence[float] = RIDGE_ALPHAS,
+    penalty: Penalty = "loo",
 ) -> np.ndarray:
     """Cross-validated ridge predictions: float64 ``(M, D)`` from ``features`` ``(M, F)`` (NaN
     allowed: filled with the training mean) and ``targets`` ``(M, D)`` (rows with any NaN target
-    are left out of training). Each fold's rows are predicted by a model fitted on the others."""
+    are left out of training). Each fold's rows are predicted by a model fitted on the others,
+    whose penalty is chosen on those others alone (``penalty``)."""
     features = np.asarray(features, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     if features.ndim != 2 or targets.ndim != 2 or len(features) != len(targets):
@@ -100,7 +142,7 @@ def ridge_cv_predict(
             predictions[test] = targets[train].mean(axis=0)
             continue
         x_train, x_test = _standardise(features[train], features[test])
-        coef, intercept, _ = _ridge_fit(x_train, targets[train], alphas)
+        coef, intercept, _ = _ridge_fit(x_train, targets[train], alphas, penalty)
         predictions[test] = x_test @ coef + intercept
     return predictions
 
@@ -155,13 +197,14 @@ def check_labels(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def regression_errors(features: np.ndarray, labels: np.ndarray, folds: Sequence[np.ndarray]) -> np.ndarray:
+def regression_errors(features: np.ndarray, labels: np.ndarray, folds: Sequence[np.ndarray],
+                      penalty: Penalty = "loo") -> np.ndarray:
     """k-fold ridge regression from ``features`` ``(M, F)`` to each part of ``labels`` ``(M, P, 2)``
     separately; returns the held-out error per part ``(P,)`` in pixels."""
     labels = check_labels(labels)
     predictions = np.full(labels.shape, np.nan)
     for p in range(labels.shape[1]):
-        predictions[:, p] = ridge_cv_predict(features, labels[:, p], folds)
+        predictions[:, p] = ridge_cv_predict(features, labels[:, p], folds, penalty=penalty)
     return part_errors(predictions, labels)
 
 

@@ -43,6 +43,7 @@ def test_table_json_and_save(tmp_path, rng):
     assert "mean pose" in text and "kp" in text and "thumb" in text and "nose" in text
     data = evaluation.to_dict()
     assert data["protocol"]["folds"] == 3 and data["protocol"]["fold_mode"] == "blocks"
+    assert data["protocol"]["ridge_penalty_by"] == "loo"
     assert data["methods"]["kp"]["best_single_index"] == {"nose": 1}
     assert data["methods"]["thumb"]["best_single"] is None
     assert data["methods"]["kp"]["regression"]["mean"] == pytest.approx(data["methods"]["kp"]["regression"]["nose"])
@@ -50,6 +51,17 @@ def test_table_json_and_save(tmp_path, rng):
     path.parent.mkdir()
     save_evaluation(evaluation, path)
     assert json.loads(path.read_text()) == json.loads(json.dumps(data))
+
+
+def test_the_penalty_is_named_in_the_protocol(rng):
+    keypoints = rng.uniform(0, 100, (40, 3, 2))
+    labels = affine_labels(rng, keypoints, [0], sigma=0.5)
+    protocol = CrossValidation(folds=4, fold_mode="blocks", penalty="blocks")
+    evaluation = evaluate_keypoints(labels, {"kp": PoseFeatures(points=keypoints)}, ["nose"], protocol)
+    assert evaluation.to_dict()["protocol"]["ridge_penalty_by"] == "blocks"
+    assert evaluation.results["kp"].regression[0] < 2.0  # an exact affine map plus noise is still found
+    with pytest.raises(FommError, match="penalty"):
+        CrossValidation(penalty="gcv")
 
 
 def test_bad_shapes():

@@ -105,3 +105,29 @@ def test_ridge_with_confidence_and_nan_features(rng):
     predictions = ridge_cv_predict(x_holes, y, kfold_indices(m, 4))
     assert np.all(np.isfinite(predictions))
     assert np.median(np.abs(predictions - y)) < 0.05
+
+
+def test_penalty_by_blocks_is_not_flattered_by_repeated_rows():
+    """Runs of identical rows (as smoothed tracks of neighbouring frames) with labels the features do
+    not explain: leave-one-out sees each row's twins and picks the smallest penalty, which fails on
+    held-out blocks; choosing it by contiguous blocks shrinks to the mean instead."""
+    from fomm_kp.evaluation.regression import RIDGE_ALPHAS, _ridge_fit
+
+    rng = np.random.default_rng(5)
+    runs, repeats = 30, 8
+    features = np.repeat(rng.normal(size=(runs, 40)), repeats, axis=0)
+    labels = np.repeat(rng.normal(0, 10, (runs, 1, 2)), repeats, axis=0)
+    standard = (features - features.mean(axis=0)) / features.std(axis=0)
+    assert _ridge_fit(standard, labels[:, 0], RIDGE_ALPHAS, "loo")[2] == min(RIDGE_ALPHAS)
+    assert _ridge_fit(standard, labels[:, 0], RIDGE_ALPHAS, "blocks")[2] >= 1e3
+    folds = kfold_indices(len(labels), 5, "blocks")
+    mean = mean_pose_errors(labels, folds)[0]
+    by_blocks = regression_errors(features, labels, folds, "blocks")[0]
+    by_loo = regression_errors(features, labels, folds, "loo")[0]
+    assert by_blocks <= 1.1 * mean and by_loo >= 1.5 * mean
+
+
+def test_penalty_by_blocks_needs_enough_rows(rng):
+    with pytest.raises(FommError, match="at least 10 training rows"):
+        ridge_cv_predict(rng.normal(size=(10, 3)), rng.normal(size=(10, 2)), kfold_indices(10, 2, "blocks"),
+                         penalty="blocks")
