@@ -112,7 +112,9 @@ def test_a_stalled_stream_is_reopened_and_the_gap_marked(tmp_path) -> None:
     reconnects = [g for g in gaps if g.reason == "reconnect"]
     assert len(reconnects) == 1 and reconnects[0].seconds > 0.5
     assert got == sorted(got) and len(set(got)) == len(got)
-    assert len(got) > 45  # frames of both senders
+    # frames of both senders (how many of each depends on how soon each opening reads: not counted)
+    gap = reconnects[0]
+    assert sum(i <= gap.after for i in got) >= 10 and sum(i > gap.after for i in got) >= 10
     assert got[-1] > 40 + reconnects[0].frames - 1  # numbering went on past the gap
     assert "source lost" in source.end_reason
 
