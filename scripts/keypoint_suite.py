@@ -181,6 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="evaluate <out>/<clip>/checkpoint.pt, train none")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--penalty", choices=("loo", "blocks"), default="loo",
+                        help="how each training fold chooses the ridge penalty (default: leave-one-out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smooth-windows", type=int, nargs="+", default=[5, 7, 9], help="smoothing windows for jitter")
     parser.add_argument("--smooth-order", type=int, default=2, help="smoothing polynomial degree (0-3)")
@@ -251,7 +253,8 @@ def evaluate_clip(clip: Clip, model, data: EvalSet, args: argparse.Namespace) ->
     report = {}
     for mode in ("shuffled", "blocks"):
         evaluation = evaluate_model_on_labels(labelled, models, frames=data.frames, background=background,
-                                              protocol=CrossValidation(args.folds, mode, args.seed))
+                                              protocol=CrossValidation(args.folds, mode, args.seed,
+                                                                       penalty=args.penalty))
         print(f"\n{clip.name} ({mode})\n{evaluation.table()}")
         report[mode] = evaluation.to_dict()
         report[mode]["targets"] = check_targets(report[mode], moving, clip.paw_parts)
@@ -301,7 +304,7 @@ def temporal_report(clip: Clip, model, data: EvalSet, args: argparse.Namespace) 
             methods[f"tracks, smoothed ({w})"] = PoseFeatures(
                 points=np.stack([per_video[v][1][w][i] for v, i in np.array(rows)[inside]]))
         evaluation = evaluate_keypoints(data.points[inside], methods, data.part_names,
-                                        CrossValidation(args.folds, "blocks", args.seed))
+                                        CrossValidation(args.folds, "blocks", args.seed, penalty=args.penalty))
         report["regression_blocks"] = {name: float(np.nanmean(r.regression)) for name, r in evaluation.results.items()}
         # Leave-one-out, which chooses the ridge's penalty above, is flattered by smoothed tracks
         # (each frame's neighbours carry nearly its features): the same with the penalty chosen on
