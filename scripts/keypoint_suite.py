@@ -309,8 +309,8 @@ def temporal_report(clip: Clip, model, data: EvalSet, args: argparse.Namespace) 
         # Leave-one-out, which chooses the ridge's penalty above, is flattered by smoothed tracks
         # (each frame's neighbours carry nearly its features): the same with the penalty chosen on
         # contiguous blocks, and the best single keypoint of the moving parts (no penalty at all).
-        by_blocks = evaluate_keypoints(data.points[inside], methods, data.part_names,
-                                       CrossValidation(args.folds, "blocks", args.seed, penalty="blocks"))
+        by_blocks = evaluation if args.penalty == "blocks" else evaluate_keypoints(
+            data.points[inside], methods, data.part_names, CrossValidation(args.folds, "blocks", args.seed, penalty="blocks"))
         report["regression_blocks_penalty_by_blocks"] = {name: float(np.nanmean(r.regression))
                                                          for name, r in by_blocks.results.items()}
         moving = [data.part_names.index(name) for name in clip.moving_parts(data.part_names)]
