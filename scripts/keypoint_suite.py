@@ -7,7 +7,9 @@ For every clip (one after another, never two trainings at once):
    (or ``--steps``), or reuse ``<out>/<clip>/checkpoint.pt`` with ``--reuse``;
 2. run the detector on the clip's labelled frames and fit, with 5-fold cross-validation in both
    fold modes (``shuffled`` and contiguous ``blocks``): ridge regression from all keypoints to each
-   labelled part (full regression), and per part the best single keypoint under an affine fit;
+   labelled part (full regression; each training fold chooses its penalty by leave-one-out, or
+   on contiguous blocks of its rows with ``--penalty blocks``), and per part the best single
+   keypoint under an affine fit;
 3. the same for the baselines in the same harness: mean pose, blob moments, blob centroid, 8×8
    grey thumbnail, and an untrained network of the same config and crops.
 
