@@ -11,6 +11,7 @@ Model variants (``--variants``):
 - ``gpu128``: the built-in ``gpu_default`` config (128 px frames and detector, dense motion on
   64 px, widths up to 512), the default where CUDA is present. Like ``gpu256`` it is only in the
   default set with ``--device cuda``.
+- a YAML file (``docs/configs/keypoints10.yaml``): that config as it is.
 - ``gpu256``: the built-in ``gpu`` config, the FOMM paper's vox-256 shapes (256 px frames,
   detector and dense motion on 64 px, widths up to 1024). Several seconds per sample on a CPU, so
   it is only in the default set with ``--device cuda``.
@@ -51,7 +52,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fomm_kp.config import Config, builtin_config
+from fomm_kp.config import Config, builtin_config, load_config
 from fomm_kp.models import FOMM
 from fomm_kp.training.dataset import FramePairs, TrainingFrames
 from fomm_kp.training.trainer import Trainer, autocast_context
@@ -75,8 +76,10 @@ def variant_config(name: str, batch: int) -> Config:
         config = builtin_config("gpu_default")
     elif name == "gpu256":
         config = builtin_config("gpu")
+    elif name.endswith((".yaml", ".yml")):
+        config = load_config(name)
     else:
-        raise SystemExit(f"unknown variant '{name}' (choose from {', '.join(VARIANTS)})")
+        raise SystemExit(f"unknown variant '{name}' (choose from {', '.join(VARIANTS)}, or a .yaml config)")
     return dataclasses.replace(config, train=dataclasses.replace(
         config.train, batch_size=batch, flip=True, color_jitter=0.1, preview_every=0, checkpoint_every=0,
     ))
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--variants", default=None, help=f"comma-separated, from {', '.join(VARIANTS)} "
+    parser.add_argument("--variants", default=None, help=f"comma-separated, from {', '.join(VARIANTS)} or .yaml config files "
                         "(default: cpu,cpu128,cpu256 on CPU, all five on CUDA)")
     parser.add_argument("--batch", type=int, default=8, help="training batch size (default 8)")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps (default 2)")

@@ -252,3 +252,17 @@ def test_checkpoint_configs_of_earlier_versions_still_load() -> None:
     data = to_dict(builtin_config("tiny"))
     del data["data"]["localizer"]
     assert from_dict(data) == builtin_config("tiny")
+
+
+def test_the_documented_configs_load_and_keypoints10_is_the_old_default() -> None:
+    """docs/configs hold the variants the accuracy docs name; keypoints10.yaml must stay today's
+    `cpu` config with 10 keypoints, or the figures made before 2026-12-01 could not be reproduced."""
+    folder = Path(__file__).resolve().parents[1] / "docs" / "configs"
+    configs = {path.name: load_config(path) for path in sorted(folder.glob("*.yaml"))}
+    assert "keypoints10.yaml" in configs and "keypoints32.yaml" in configs
+    default = builtin_config("cpu")
+    old = configs["keypoints10.yaml"]
+    assert old.model.detector.num_keypoints == 10 and default.model.detector.num_keypoints == 32
+    assert dataclasses.replace(old.model, detector=default.model.detector) == default.model
+    assert dataclasses.replace(old, model=default.model) == default
+    assert configs["keypoints32.yaml"] == default

@@ -31,6 +31,7 @@ import numpy as np
 
 from fomm_kp.errors import FommError
 from fomm_kp.evaluation.regression import (
+    Penalty,
     check_labels,
     kfold_indices,
     mean_pose_errors,
@@ -56,7 +57,7 @@ class CrossValidation:
     fold_mode: Literal["shuffled", "blocks"] = "shuffled"
     seed: int = 0
     use_confidence: bool = False
-    penalty: Literal["loo", "blocks"] = "loo"
+    penalty: Penalty = "loo"
 
     def __post_init__(self) -> None:
         check(self, folds=integer(2), fold_mode=one_of("shuffled", "blocks"), seed=SEED, use_confidence=flag(),
