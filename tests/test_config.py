@@ -266,3 +266,18 @@ def test_the_documented_configs_load_and_keypoints10_is_the_old_default() -> Non
     assert dataclasses.replace(old.model, detector=default.model.detector) == default.model
     assert dataclasses.replace(old, model=default.model) == default
     assert configs["keypoints32.yaml"] == default
+
+
+def test_the_documented_levers_change_only_what_they_name() -> None:
+    """dense64.yaml and detector128_k32.yaml are today's `cpu` config with one network changed, so
+    that their rows in docs/keypoint_accuracy.md compare one lever against the default."""
+    folder = Path(__file__).resolve().parents[1] / "docs" / "configs"
+    default = builtin_config("cpu")
+    dense = load_config(folder / "dense64.yaml")
+    assert dense.model.dense_motion.input_size == 64 and default.model.dense_motion.input_size == 32
+    assert dataclasses.replace(dense.model, dense_motion=default.model.dense_motion) == default.model
+    assert dataclasses.replace(dense, model=default.model) == default
+    detector = load_config(folder / "detector128_k32.yaml")
+    assert detector.model.detector.input_size == 128 and detector.model.detector.num_keypoints == 32
+    assert dataclasses.replace(detector.model, detector=default.model.detector) == default.model
+    assert dataclasses.replace(detector, model=default.model) == default
