@@ -144,9 +144,14 @@ def rotate(v: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 def unwrap_runs(angle: np.ndarray) -> np.ndarray:
+    """Angles ``(T, C)`` unwrapped along time, each column on its own runs of finite values."""
     out = angle.copy()
-    for j in range(angle.shape[1]):
+    finite = np.isfinite(angle)
+    whole = finite.all(axis=0)  # one run: every column at once (hundreds of keypoint pairs)
+    if whole.any():
+        out[:, whole] = np.unwrap(angle[:, whole], axis=0)
+    for j in np.flatnonzero(~whole):
         col = angle[:, j]
-        for a, b in valid_runs(np.isfinite(col)):
+        for a, b in valid_runs(finite[:, j]):
             out[a:b, j] = np.unwrap(col[a:b])
     return out
